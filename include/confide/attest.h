@@ -1,0 +1,92 @@
+/*
+ * attest.h — the one verifier interface every TEE platform plugs into.
+ *
+ * A verifier takes evidence (report / quote bytes), collateral (certificate
+ * chains, TCB info), the report_data the caller expects, a policy taken from
+ * the manifest, and an explicit verification time. It returns either the
+ * verified claims or CF_ERROR with a precise reason (code + detail naming the
+ * failed check). Nothing in the claims is trustworthy unless the call
+ * returned CF_OK.
+ *
+ * Platforms (DESIGN §5):
+ *   sim — software TEE for development (lib/attest/sim.c)
+ *   snp — AMD SEV-SNP reports v2–v5 (lib/attest/snp.c)
+ *   tdx — Intel TDX quotes v4/v5 (lib/attest/tdx.c)
+ *
+ * Policy objects are JSON (jansson) so that the manifest can carry them
+ * verbatim; each platform documents its keys in docs/attestation.md and
+ * validates them in cf_attest_policy_validate() with errors that name the
+ * bad field. A NULL policy means "production defaults": everything
+ * cryptographic is checked, debug is refused, nothing else is constrained.
+ */
+#ifndef CONFIDE_ATTEST_H
+#define CONFIDE_ATTEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "confide/result.h"
+#include "confide/slice.h"
+
+typedef enum cf_platform {
+    CF_PLATFORM_NONE = 0,
+    CF_PLATFORM_SIM = 1,
+    CF_PLATFORM_SNP = 2,
+    CF_PLATFORM_TDX = 3,
+} cf_platform;
+
+const char *cf_platform_name(cf_platform p);
+CF_RESULT cf_platform_parse(const char *name, cf_platform *out);
+
+#define CF_REPORT_DATA_LEN 64
+#define CF_MEASUREMENT_MAX 48
+
+typedef struct cf_verify_input {
+    cf_platform platform;
+    cf_slice evidence;   /* the report / quote, exactly as produced */
+    cf_slice collateral; /* platform-specific, see docs/attestation.md */
+    /* CF_REPORT_DATA_LEN bytes the evidence must carry, or NULL (CLI only). */
+    const uint8_t *expected_report_data;
+    /* Platform policy object from the manifest, or NULL (production defaults). */
+    const json_t *policy;
+    /* Extra trust anchors from the manifest's accepted roots: an array of
+     * lower-case hex SHA-256 fingerprints (sim root), or NULL. Vendor roots
+     * (AMD ARK, Intel SGX Root CA) are built in and pinned. */
+    const json_t *accepted_roots;
+    int64_t now; /* verification time, Unix seconds; always explicit */
+} cf_verify_input;
+
+typedef struct cf_claims {
+    cf_platform platform;
+    uint8_t report_data[CF_REPORT_DATA_LEN];
+    /* SNP MEASUREMENT, TDX MRTD, sim SHA-384 of the executable. */
+    uint8_t measurement[CF_MEASUREMENT_MAX];
+    size_t measurement_len;
+    bool debug;
+    /* Human-readable TCB summary ("bl=3 tee=0 snp=8 ucode=115",
+     * "UpToDate", ...). */
+    char tcb[96];
+    /* Every verified field, for `confide verify` and `confide attest`
+     * output (owned; freed by cf_claims_free). */
+    json_t *details;
+} cf_claims;
+
+void cf_claims_free(cf_claims *c);
+
+/* Dispatch on in->platform. */
+CF_RESULT cf_attest_verify(const cf_verify_input *in, cf_claims *out);
+/* Check a manifest policy object for this platform (unknown keys and bad
+ * values are errors naming the field). */
+CF_RESULT cf_attest_policy_validate(cf_platform p, const json_t *policy);
+
+/* Per-platform entry points (the dispatcher's table). */
+CF_RESULT cf_sim_verify(const cf_verify_input *in, cf_claims *out);
+CF_RESULT cf_sim_policy_validate(const json_t *policy);
+CF_RESULT cf_snp_verify(const cf_verify_input *in, cf_claims *out);
+CF_RESULT cf_snp_policy_validate(const json_t *policy);
+CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out);
+CF_RESULT cf_tdx_policy_validate(const json_t *policy);
+
+#endif /* CONFIDE_ATTEST_H */

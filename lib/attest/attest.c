@@ -1,0 +1,77 @@
+/* attest.c — platform names and the verifier dispatch table (see attest.h). */
+#include "confide/attest.h"
+
+#include <string.h>
+
+typedef struct platform_entry {
+    cf_platform platform;
+    const char *name;
+    cf_result (*verify)(const cf_verify_input *in, cf_claims *out);
+    cf_result (*policy_validate)(const json_t *policy);
+} platform_entry;
+
+static const platform_entry platforms[] = {
+    {CF_PLATFORM_SIM, "sim", cf_sim_verify, cf_sim_policy_validate},
+    {CF_PLATFORM_SNP, "snp", cf_snp_verify, cf_snp_policy_validate},
+    {CF_PLATFORM_TDX, "tdx", cf_tdx_verify, cf_tdx_policy_validate},
+};
+
+static const platform_entry *find(cf_platform p)
+{
+    for (size_t i = 0; i < sizeof platforms / sizeof platforms[0]; i++) {
+        if (platforms[i].platform == p) {
+            return &platforms[i];
+        }
+    }
+    return NULL;
+}
+
+const char *cf_platform_name(cf_platform p)
+{
+    const platform_entry *e = find(p);
+    return e ? e->name : "none";
+}
+
+CF_RESULT cf_platform_parse(const char *name, cf_platform *out)
+{
+    CF_ENSURE_REF(name);
+    for (size_t i = 0; i < sizeof platforms / sizeof platforms[0]; i++) {
+        if (strcmp(platforms[i].name, name) == 0) {
+            *out = platforms[i].platform;
+            return CF_OK;
+        }
+    }
+    CF_BAIL_FMT(CF_E_UNSUPPORTED, "unknown platform '%.32s' (expected sim, snp or tdx)", name);
+}
+
+void cf_claims_free(cf_claims *c)
+{
+    if (c != NULL) {
+        json_decref(c->details);
+        memset(c, 0, sizeof *c);
+    }
+}
+
+CF_RESULT cf_attest_verify(const cf_verify_input *in, cf_claims *out)
+{
+    CF_ENSURE_REF(in);
+    CF_ENSURE_REF(out);
+    memset(out, 0, sizeof *out);
+    const platform_entry *e = find(in->platform);
+    CF_ENSURE_MSG(e != NULL, CF_E_UNSUPPORTED, "unknown platform");
+    cf_result r = e->verify(in, out);
+    if (cf_is_error(r)) {
+        /* Never hand half-filled claims to a caller that ignores the result. */
+        cf_claims_free(out);
+        return CF_ERROR;
+    }
+    out->platform = in->platform;
+    return CF_OK;
+}
+
+CF_RESULT cf_attest_policy_validate(cf_platform p, const json_t *policy)
+{
+    const platform_entry *e = find(p);
+    CF_ENSURE_MSG(e != NULL, CF_E_UNSUPPORTED, "unknown platform");
+    return e->policy_validate(policy);
+}

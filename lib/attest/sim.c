@@ -1,0 +1,15 @@
+/* sim.c — placeholder until the sim verifier lands; refuses everything. */
+#include "confide/attest.h"
+
+CF_RESULT cf_sim_verify(const cf_verify_input *in, cf_claims *out)
+{
+    (void)in;
+    (void)out;
+    CF_BAIL_MSG(CF_E_UNSUPPORTED, "sim verifier not built yet");
+}
+
+CF_RESULT cf_sim_policy_validate(const json_t *policy)
+{
+    (void)policy;
+    CF_BAIL_MSG(CF_E_UNSUPPORTED, "sim verifier not built yet");
+}

@@ -1,0 +1,230 @@
+/* test_core.c — result type, reader, buffer, encodings, logging. */
+#include "test_helper.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "confide/buf.h"
+#include "confide/encoding.h"
+#include "confide/log.h"
+#include "confide/result.h"
+#include "confide/slice.h"
+
+static CF_RESULT fails_with_malformed(void)
+{
+    CF_ENSURE(1 == 2, CF_E_MALFORMED);
+    return CF_OK;
+}
+
+static CF_RESULT guarded(void)
+{
+    CF_GUARD_MSG(fails_with_malformed(), "outer");
+    return CF_OK;
+}
+
+static CF_RESULT wipes_on_every_path(bool fail, uint8_t *secret)
+{
+    cf_result result = CF_OK;
+    memset(secret, 0xAA, 16);
+    CF_ENSURE_OUT(!fail, CF_E_AUTH_FAILED);
+out:
+    cf_wipe(secret, 16);
+    return result;
+}
+
+static void test_result_records_code_and_context(void **state)
+{
+    (void)state;
+    assert_cf_error(guarded(), CF_E_MALFORMED);
+    const cf_error_info *e = cf_error_last();
+    assert_non_null(strstr(e->detail, "outer: 1 == 2"));
+    assert_non_null(strstr(e->file, "test_core.c"));
+    assert_string_equal(cf_error_name(CF_E_UNKNOWN_KEY), "unknown_key");
+    assert_int_equal(cf_error_from_name("replay", 6), CF_E_REPLAY);
+    assert_int_equal(cf_error_from_name("nonsense", 8), CF_E_INTERNAL);
+    assert_string_equal(cf_error_name((cf_error_code)9999), "internal_error");
+
+    uint8_t secret[16], zero[16] = {0};
+    assert_cf_error(wipes_on_every_path(true, secret), CF_E_AUTH_FAILED);
+    assert_memory_equal(secret, zero, 16);
+    assert_cf_ok(wipes_on_every_path(false, secret));
+    assert_memory_equal(secret, zero, 16);
+}
+
+static void test_reader_bounds(void **state)
+{
+    (void)state;
+    const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09};
+    cf_reader r = cf_reader_make(cf_slice_make(bytes, sizeof bytes));
+    uint8_t u8;
+    uint16_t u16;
+    uint32_t u32;
+    uint64_t u64;
+    assert_cf_ok(cf_reader_u8(&r, &u8));
+    assert_int_equal(u8, 1);
+    assert_cf_ok(cf_reader_u16be(&r, &u16));
+    assert_int_equal(u16, 0x0203);
+    assert_cf_ok(cf_reader_u16le(&r, &u16));
+    assert_int_equal(u16, 0x0504);
+    assert_cf_ok(cf_reader_u32le(&r, &u32));
+    assert_int_equal(u32, 0x09080706);
+    assert_true(cf_reader_done(&r));
+    assert_cf_error(cf_reader_u8(&r, &u8), CF_E_MALFORMED);
+
+    r = cf_reader_make(cf_slice_make(bytes, sizeof bytes));
+    assert_cf_ok(cf_reader_u64be(&r, &u64));
+    assert_true(u64 == 0x0102030405060708ULL);
+    assert_cf_error(cf_reader_u16be(&r, &u16), CF_E_MALFORMED);
+    assert_int_equal(r.pos, 8); /* a failed read consumes nothing */
+    assert_cf_error(cf_reader_expect_end(&r), CF_E_MALFORMED);
+    cf_slice s;
+    assert_cf_error(cf_reader_slice(&r, SIZE_MAX, &s), CF_E_MALFORMED);
+    assert_cf_ok(cf_reader_slice(&r, 1, &s));
+    assert_int_equal(s.ptr[0], 9);
+
+    cf_slice whole = cf_slice_make(bytes, sizeof bytes), sub;
+    assert_cf_ok(cf_slice_sub(whole, 2, 3, &sub));
+    assert_int_equal(sub.ptr[0], 3);
+    assert_cf_error(cf_slice_sub(whole, 8, 2, &sub), CF_E_MALFORMED);
+    assert_cf_error(cf_slice_sub(whole, SIZE_MAX, 2, &sub), CF_E_MALFORMED);
+    assert_cf_error(cf_slice_sub(whole, 2, SIZE_MAX, &sub), CF_E_MALFORMED);
+}
+
+static void test_buf_limits_and_ownership(void **state)
+{
+    (void)state;
+    cf_buf b;
+    cf_buf_init(&b, 10);
+    assert_cf_ok(cf_buf_append_cstr(&b, "hello"));
+    assert_cf_ok(cf_buf_append_u32be(&b, 0x01020304));
+    assert_cf_error(cf_buf_append_cstr(&b, "xx"), CF_E_TOO_LARGE);
+    assert_int_equal(b.len, 9);
+    cf_buf_consume(&b, 5);
+    assert_int_equal(b.len, 4);
+    assert_int_equal(b.data[0], 1);
+    assert_cf_ok(cf_buf_appendf(&b, "%d", 42));
+    const char *s;
+    assert_cf_ok(cf_buf_cstr(&b, &s));
+    assert_int_equal(strlen(s + 4), 2);
+    size_t n;
+    uint8_t *owned = cf_buf_take(&b, &n);
+    assert_int_equal(n, 6);
+    assert_null(b.data);
+    cf_free_secret(owned, n);
+    cf_buf_free(&b);
+}
+
+static void test_ct_equal(void **state)
+{
+    (void)state;
+    assert_true(cf_ct_equal("abc", "abc", 3));
+    assert_false(cf_ct_equal("abc", "abd", 3));
+    assert_true(cf_ct_equal("x", "y", 0));
+}
+
+/* RFC 4648 §10 test vectors, in the url alphabet and without padding. */
+static void test_base64url_rfc4648(void **state)
+{
+    (void)state;
+    const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *enc[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        cf_buf b;
+        cf_buf_init(&b, 0);
+        assert_cf_ok(cf_b64url_encode(cf_slice_cstr(plain[i]), &b));
+        assert_int_equal(b.len, strlen(enc[i]));
+        assert_memory_equal(b.data ? (const char *)b.data : "", enc[i], b.len);
+        cf_buf_reset(&b);
+        assert_cf_ok(cf_b64url_decode(cf_slice_cstr(enc[i]), &b));
+        assert_int_equal(b.len, strlen(plain[i]));
+        if (b.len) {
+            assert_memory_equal(b.data, plain[i], b.len);
+        }
+        cf_buf_free(&b);
+    }
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    assert_cf_error(cf_b64url_decode(cf_slice_cstr("Zg=="), &b), CF_E_MALFORMED);  /* padding */
+    assert_cf_error(cf_b64url_decode(cf_slice_cstr("Zh"), &b), CF_E_MALFORMED);    /* non-canonical */
+    assert_cf_error(cf_b64url_decode(cf_slice_cstr("Z"), &b), CF_E_MALFORMED);     /* impossible length */
+    assert_cf_error(cf_b64url_decode(cf_slice_cstr("Zm+v"), &b), CF_E_MALFORMED);  /* std alphabet */
+    assert_cf_ok(cf_b64url_decode(cf_slice_cstr("-_-_"), &b));
+    assert_int_equal(b.len, 3);
+    cf_buf_reset(&b);
+    assert_cf_ok(cf_b64_decode(cf_slice_cstr("Zm9vYg=="), &b));
+    assert_memory_equal(b.data, "foob", 4);
+    cf_buf_free(&b);
+
+    uint8_t out[4];
+    size_t n;
+    assert_cf_ok(cf_b64url_decode_fixed(cf_slice_cstr("Zm9vYg"), out, sizeof out, &n));
+    assert_int_equal(n, 4);
+    assert_cf_error(cf_b64url_decode_fixed(cf_slice_cstr("Zm9vYmE"), out, sizeof out, &n), CF_E_MALFORMED);
+    char str[5];
+    assert_cf_ok(cf_b64url_encode_str(cf_slice_make("foo", 3), str, sizeof str));
+    assert_string_equal(str, "Zm9v");
+    assert_cf_error(cf_b64url_encode_str(cf_slice_make("foob", 4), str, sizeof str), CF_E_TOO_LARGE);
+}
+
+static void test_hex(void **state)
+{
+    (void)state;
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    assert_cf_ok(cf_hex_decode(cf_slice_cstr("00ffA1"), &b));
+    assert_int_equal(b.len, 3);
+    assert_int_equal(b.data[2], 0xa1);
+    char s[7];
+    assert_cf_ok(cf_hex_encode_str(cf_buf_slice(&b), s, sizeof s));
+    assert_string_equal(s, "00ffa1");
+    assert_cf_error(cf_hex_encode_str(cf_buf_slice(&b), s, 6), CF_E_TOO_LARGE);
+    assert_cf_error(cf_hex_decode(cf_slice_cstr("abc"), &b), CF_E_MALFORMED);
+    assert_cf_error(cf_hex_decode(cf_slice_cstr("zz"), &b), CF_E_MALFORMED);
+    cf_buf_free(&b);
+}
+
+static void test_log_escapes_and_bounds(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    cf_log_init("test", CF_LOG_INFO);
+    cf_log_set_file(f);
+    char longv[600];
+    memset(longv, 'x', sizeof longv - 1);
+    longv[sizeof longv - 1] = '\0';
+    CF_LOG_DEBUG("hidden");
+    CF_LOG_INFO("plain");
+    CF_LOG_WARN("fields", cf_kv_str("path", "/v1/x y\n=z\"q"), cf_kv_int("n", -3), cf_kv_id("req", 255),
+                cf_kv_str("long", longv));
+    cf_log_set_file(NULL);
+    rewind(f);
+    char line[4096];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "level=info prog=test event=plain"));
+    assert_null(strstr(line, "hidden"));
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "path=\"/v1/x y\\x0a=z\\\"q\""));
+    assert_non_null(strstr(line, "n=-3 req=00000000000000ff"));
+    assert_non_null(strstr(line, "xxx..."));
+    assert_true(strlen(line) < 400);
+    assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_int_equal(cf_log_level_parse("warn"), CF_LOG_WARN);
+    assert_int_equal(cf_log_level_parse("loud"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_result_records_code_and_context),
+        cmocka_unit_test(test_reader_bounds),
+        cmocka_unit_test(test_buf_limits_and_ownership),
+        cmocka_unit_test(test_ct_equal),
+        cmocka_unit_test(test_base64url_rfc4648),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_log_escapes_and_bounds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
