@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "confide/buf.h"
 #include "confide/result.h"
 #include "confide/slice.h"
 
@@ -88,5 +89,28 @@ CF_RESULT cf_snp_verify(const cf_verify_input *in, cf_claims *out);
 CF_RESULT cf_snp_policy_validate(const json_t *policy);
 CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out);
 CF_RESULT cf_tdx_policy_validate(const json_t *policy);
+
+/* ---- Evidence collection (the attester side) ----------------------------- */
+
+typedef struct cf_attester_config {
+    cf_platform platform;
+    /* sim: the directory made by `confide sim init` (root cert, platform key). */
+    const char *sim_dir;
+    /* snp/tdx: configfs-tsm report root; NULL = /sys/kernel/config/tsm/report. */
+    const char *tsm_path;
+    /* snp/tdx: operator-filled cache of certificates / collateral, used when
+     * the platform does not hand them out with the report. May be NULL. */
+    const char *collateral_dir;
+} cf_attester_config;
+
+/* Produce evidence binding `report_data` and the collateral a verifier needs
+ * (both appended to the given buffers), for cfg->platform. */
+CF_RESULT cf_attest_collect(const cf_attester_config *cfg, const uint8_t report_data[CF_REPORT_DATA_LEN],
+                            cf_buf *evidence, cf_buf *collateral);
+CF_RESULT cf_sim_collect(const cf_attester_config *cfg, const uint8_t report_data[CF_REPORT_DATA_LEN],
+                         cf_buf *evidence, cf_buf *collateral);
+/* SNP and TDX through Linux configfs-tsm (lib/attest/tsm.c). */
+CF_RESULT cf_tsm_collect(const cf_attester_config *cfg, const uint8_t report_data[CF_REPORT_DATA_LEN],
+                         cf_buf *evidence, cf_buf *collateral);
 
 #endif /* CONFIDE_ATTEST_H */

@@ -75,3 +75,15 @@ CF_RESULT cf_attest_policy_validate(cf_platform p, const json_t *policy)
     CF_ENSURE_MSG(e != NULL, CF_E_UNSUPPORTED, "unknown platform");
     return e->policy_validate(policy);
 }
+
+CF_RESULT cf_attest_collect(const cf_attester_config *cfg, const uint8_t report_data[CF_REPORT_DATA_LEN],
+                            cf_buf *evidence, cf_buf *collateral)
+{
+    CF_ENSURE_REF(cfg);
+    switch (cfg->platform) {
+    case CF_PLATFORM_SIM: return cf_sim_collect(cfg, report_data, evidence, collateral);
+    case CF_PLATFORM_SNP:
+    case CF_PLATFORM_TDX: return cf_tsm_collect(cfg, report_data, evidence, collateral);
+    default: CF_BAIL_MSG(CF_E_UNSUPPORTED, "no evidence collector for this platform");
+    }
+}
