@@ -1,14 +1,24 @@
 /* test_crypto.c — known-answer and negative tests for the crypto wrappers:
  * SHA-2, HMAC (RFC 4231), HKDF (RFC 5869), AES-GCM (McGrew-Viega GCM spec
  * test cases), ChaCha20-Poly1305 (RFC 8439 §2.8.2), X25519 (RFC 7748 §6.1). */
+#define _GNU_SOURCE /* memmem */
 #include "test_helper.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/pem.h>
+
 #include "confide/crypto.h"
 #include "confide/encoding.h"
+
+/* 2023-07-01T01:00:00Z and 2026-03-01T00:00:00Z: times at which the
+ * vectors' certificates are valid (SOURCES.md). */
+#define T_2023_07_01 ((int64_t)1688173200)
+#define T_2026_03_01 ((int64_t)1772323200)
+#define T_2050_01_01 ((int64_t)2524608000)
 
 /* Decode hex into a fixed array; fails the test on bad hex or size. */
 static size_t hex_to(const char *hex, uint8_t *out, size_t outsize)
@@ -313,6 +323,364 @@ static void test_x25519_rejects_low_order(void **state)
     assert_memory_equal(s1, s2, 32);
 }
 
+/* ---- signatures -------------------------------------------------------------- */
+
+static X509 *load_vector_cert(const char *relpath)
+{
+    cf_buf data;
+    cf_test_read_file(relpath, true, &data);
+    X509 *cert = NULL;
+    assert_cf_ok(cf_x509_load_any(cf_buf_slice(&data), &cert));
+    cf_buf_free(&data);
+    return cert;
+}
+
+static STACK_OF(X509) *load_vector_bundle(const char *relpath)
+{
+    cf_buf data;
+    cf_test_read_file(relpath, true, &data);
+    STACK_OF(X509) *certs = NULL;
+    assert_cf_ok(cf_x509_load_pem(cf_buf_slice(&data), &certs));
+    cf_buf_free(&data);
+    return certs;
+}
+
+static void test_ecdsa_sign_verify_der(void **state)
+{
+    (void)state;
+    const cf_ec_curve curves[] = {CF_EC_P256, CF_EC_P384};
+    const cf_hash_alg hashes[] = {CF_HASH_SHA256, CF_HASH_SHA384};
+    for (size_t i = 0; i < 2; i++) {
+        EVP_PKEY *key = NULL;
+        assert_cf_ok(cf_ec_keygen(curves[i], &key));
+        cf_buf sig;
+        cf_buf_init(&sig, 256);
+        cf_slice msg = cf_slice_cstr("attested message");
+        assert_cf_ok(cf_ecdsa_sign_der(key, hashes[i], msg, &sig));
+        assert_cf_ok(cf_ecdsa_verify_der(key, hashes[i], msg, cf_buf_slice(&sig)));
+        assert_cf_error(cf_ecdsa_verify_der(key, hashes[i], cf_slice_cstr("attested messagE"), cf_buf_slice(&sig)),
+                        CF_E_BAD_SIGNATURE);
+        /* Wrong hash, truncated and bit-flipped signatures fail. */
+        assert_cf_error(cf_ecdsa_verify_der(key, CF_HASH_SHA512, msg, cf_buf_slice(&sig)), CF_E_BAD_SIGNATURE);
+        assert_cf_error(cf_ecdsa_verify_der(key, hashes[i], msg, cf_slice_make(sig.data, sig.len - 1)),
+                        CF_E_BAD_SIGNATURE);
+        sig.data[sig.len - 1] ^= 1;
+        assert_cf_error(cf_ecdsa_verify_der(key, hashes[i], msg, cf_buf_slice(&sig)), CF_E_BAD_SIGNATURE);
+        assert_cf_error(cf_ecdsa_verify_der(key, hashes[i], msg, CF_SLICE_EMPTY), CF_E_BAD_SIGNATURE);
+
+        /* Public key export/import round trips: DER SPKI, PEM, raw point. */
+        cf_buf der;
+        cf_buf_init(&der, 4096);
+        assert_cf_ok(cf_pubkey_to_der(key, &der));
+        EVP_PKEY *pub = NULL;
+        assert_cf_ok(cf_pubkey_from_der(cf_buf_slice(&der), &pub));
+        sig.data[sig.len - 1] ^= 1;
+        assert_cf_ok(cf_ecdsa_verify_der(pub, hashes[i], msg, cf_buf_slice(&sig)));
+        EVP_PKEY_free(pub);
+        der.data[der.len - 1] ^= 0x55; /* point off the curve, or not a point */
+        assert_true(cf_is_error(cf_pubkey_from_der(cf_buf_slice(&der), &pub)));
+        assert_null(pub);
+        assert_cf_error(cf_pubkey_from_der(cf_slice_make(der.data, der.len - 1), &pub), CF_E_MALFORMED);
+
+        BIO *bio = BIO_new(BIO_s_mem());
+        assert_non_null(bio);
+        assert_int_equal(PEM_write_bio_PUBKEY(bio, key), 1);
+        char *pem_data = NULL;
+        long pem_len = BIO_get_mem_data(bio, &pem_data);
+        assert_cf_ok(cf_pubkey_from_pem(cf_slice_make(pem_data, (size_t)pem_len), &pub));
+        assert_cf_ok(cf_ecdsa_verify_der(pub, hashes[i], msg, cf_buf_slice(&sig)));
+        EVP_PKEY_free(pub);
+        BIO_free(bio);
+        assert_cf_error(cf_pubkey_from_pem(cf_slice_cstr("-----BEGIN PUBLIC KEY-----\nAAAA\n"), &pub),
+                        CF_E_MALFORMED);
+
+        uint8_t point[97];
+        size_t point_len = 0;
+        assert_int_equal(EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                                         sizeof point, &point_len),
+                         1);
+        assert_cf_ok(cf_ec_public_from_point(curves[i], cf_slice_make(point, point_len), &pub));
+        assert_cf_ok(cf_ecdsa_verify_der(pub, hashes[i], msg, cf_buf_slice(&sig)));
+        EVP_PKEY_free(pub);
+        assert_cf_ok(cf_ec_public_from_point(curves[i], cf_slice_make(point + 1, point_len - 1), &pub));
+        assert_cf_ok(cf_ecdsa_verify_der(pub, hashes[i], msg, cf_buf_slice(&sig)));
+        EVP_PKEY_free(pub);
+        /* Wrong curve size, wrong prefix, off-curve point. */
+        assert_cf_error(cf_ec_public_from_point(curves[1 - i], cf_slice_make(point, point_len), &pub), CF_E_BAD_KEY);
+        point[0] = 0x02;
+        assert_cf_error(cf_ec_public_from_point(curves[i], cf_slice_make(point, point_len), &pub), CF_E_BAD_KEY);
+        point[0] = 0x04;
+        point[point_len - 1] ^= 1;
+        assert_cf_error(cf_ec_public_from_point(curves[i], cf_slice_make(point, point_len), &pub), CF_E_BAD_KEY);
+        assert_null(pub);
+
+        /* Ed25519 keys are refused by ECDSA functions. */
+        EVP_PKEY *ed = NULL;
+        assert_cf_ok(cf_ed25519_keygen(&ed));
+        assert_cf_error(cf_ecdsa_verify_der(ed, hashes[i], msg, cf_buf_slice(&sig)), CF_E_BAD_KEY);
+        EVP_PKEY_free(ed);
+
+        cf_buf_free(&der);
+        cf_buf_free(&sig);
+        EVP_PKEY_free(key);
+    }
+}
+
+/* A real AMD SEV-SNP report (virtee, Milan) signed by its VCEK: r and s are
+ * 72-byte little-endian fields at 0x2A0 and 0x2E8 over bytes [0, 0x2A0). */
+static void test_ecdsa_verify_raw_snp_report(void **state)
+{
+    (void)state;
+    cf_buf report;
+    cf_test_read_file("amd-sev-snp/milan/virtee_report.bin", true, &report);
+    assert_int_equal(report.len, 1184);
+    X509 *vcek = load_vector_cert("amd-sev-snp/milan/virtee_vcek.der");
+    EVP_PKEY *pub = X509_get0_pubkey(vcek);
+    assert_non_null(pub);
+
+    cf_slice signed_part = cf_slice_make(report.data, 0x2A0);
+    cf_slice r = cf_slice_make(report.data + 0x2A0, 72), s = cf_slice_make(report.data + 0x2E8, 72);
+    assert_cf_ok(cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, r, s, true));
+    /* The same signature as big-endian 48-byte components. */
+    uint8_t rbe[48], sbe[48];
+    for (size_t i = 0; i < 48; i++) {
+        rbe[i] = r.ptr[47 - i];
+        sbe[i] = s.ptr[47 - i];
+    }
+    assert_cf_ok(
+        cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, cf_slice_make(rbe, 48), cf_slice_make(sbe, 48), false));
+    /* Wrong endianness, swapped r/s, a flipped report byte: all fail. */
+    assert_cf_error(cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, r, s, false), CF_E_BAD_SIGNATURE);
+    assert_cf_error(cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, s, r, true), CF_E_BAD_SIGNATURE);
+    report.data[384] ^= 1; /* REPORTED_TCB */
+    assert_cf_error(cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, r, s, true), CF_E_BAD_SIGNATURE);
+    report.data[384] ^= 1;
+    /* Malformed components: unequal, oversized, zero. */
+    assert_cf_error(cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, r, cf_slice_make(s.ptr, 71), true),
+                    CF_E_BAD_SIGNATURE);
+    uint8_t zero[72] = {0}, big[73] = {0};
+    assert_cf_error(cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, cf_slice_make(zero, 72), s, true),
+                    CF_E_BAD_SIGNATURE);
+    assert_cf_error(
+        cf_ecdsa_verify_raw(pub, CF_HASH_SHA384, signed_part, cf_slice_make(big, 73), cf_slice_make(big, 73), true),
+        CF_E_BAD_SIGNATURE);
+    /* Another chip's VCEK (Genoa) does not verify it. */
+    X509 *other = load_vector_cert("amd-sev-snp/genoa/ms_vcek.pem");
+    assert_cf_error(cf_ecdsa_verify_raw(X509_get0_pubkey(other), CF_HASH_SHA384, signed_part, r, s, true),
+                    CF_E_BAD_SIGNATURE);
+    X509_free(other);
+    X509_free(vcek);
+    cf_buf_free(&report);
+}
+
+static void test_ed25519_rfc8032(void **state)
+{
+    (void)state;
+    uint8_t sk[32], pk[32], want_sig[64], sig[64], pub_raw[32];
+    hex_to("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", sk, 32);
+    hex_to("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", pk, 32);
+    hex_to("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595b"
+           "be24655141438e7a100b",
+           want_sig, 64);
+    /* RFC 8032 §7.1 test 1 (empty message). */
+    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk, 32);
+    assert_non_null(key);
+    assert_cf_ok(cf_ed25519_public_raw(key, pub_raw));
+    assert_memory_equal(pub_raw, pk, 32);
+    assert_cf_ok(cf_ed25519_sign(key, CF_SLICE_EMPTY, sig));
+    assert_memory_equal(sig, want_sig, 64);
+    EVP_PKEY *pub = NULL;
+    assert_cf_ok(cf_ed25519_public_from_raw(pk, &pub));
+    assert_cf_ok(cf_ed25519_verify(pub, CF_SLICE_EMPTY, cf_slice_make(sig, 64)));
+    assert_cf_error(cf_ed25519_verify(pub, cf_slice_cstr("x"), cf_slice_make(sig, 64)), CF_E_BAD_SIGNATURE);
+    assert_cf_error(cf_ed25519_verify(pub, CF_SLICE_EMPTY, cf_slice_make(sig, 63)), CF_E_BAD_SIGNATURE);
+    sig[10] ^= 4;
+    assert_cf_error(cf_ed25519_verify(pub, CF_SLICE_EMPTY, cf_slice_make(sig, 64)), CF_E_BAD_SIGNATURE);
+    /* A public-only key cannot sign. */
+    assert_cf_error(cf_ed25519_sign(pub, CF_SLICE_EMPTY, sig), CF_E_CRYPTO);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(key);
+
+    /* Fresh keys round trip through raw public bytes. */
+    assert_cf_ok(cf_ed25519_keygen(&key));
+    assert_cf_ok(cf_ed25519_sign(key, cf_slice_cstr("receipt"), sig));
+    assert_cf_ok(cf_ed25519_public_raw(key, pub_raw));
+    assert_cf_ok(cf_ed25519_public_from_raw(pub_raw, &pub));
+    assert_cf_ok(cf_ed25519_verify(pub, cf_slice_cstr("receipt"), cf_slice_make(sig, 64)));
+    EVP_PKEY *ec = NULL;
+    assert_cf_ok(cf_ec_keygen(CF_EC_P256, &ec));
+    assert_cf_error(cf_ed25519_verify(ec, cf_slice_cstr("receipt"), cf_slice_make(sig, 64)), CF_E_BAD_KEY);
+    EVP_PKEY_free(ec);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(key);
+}
+
+static void test_private_key_pem_round_trip(void **state)
+{
+    (void)state;
+    EVP_PKEY *keys[2] = {NULL, NULL};
+    assert_cf_ok(cf_ec_keygen(CF_EC_P384, &keys[0]));
+    assert_cf_ok(cf_ed25519_keygen(&keys[1]));
+    for (size_t i = 0; i < 2; i++) {
+        cf_buf pem;
+        cf_buf_init(&pem, 8192);
+        assert_cf_ok(cf_privkey_to_pem(keys[i], &pem));
+        assert_non_null(memmem(pem.data, pem.len, "-----BEGIN PRIVATE KEY-----", 27)); /* PKCS#8 */
+        EVP_PKEY *back = NULL;
+        assert_cf_ok(cf_privkey_from_pem(cf_buf_slice(&pem), &back));
+        assert_int_equal(EVP_PKEY_eq(back, keys[i]), 1);
+        EVP_PKEY_free(back);
+        /* Damaged base64 is rejected. */
+        pem.data[40] = '*';
+        assert_cf_error(cf_privkey_from_pem(cf_buf_slice(&pem), &back), CF_E_BAD_KEY);
+        assert_null(back);
+        cf_buf_free(&pem);
+        EVP_PKEY_free(keys[i]);
+    }
+    EVP_PKEY *none = NULL;
+    assert_cf_error(cf_privkey_from_pem(CF_SLICE_EMPTY, &none), CF_E_MALFORMED);
+}
+
+/* ---- X.509 ----------------------------------------------------------------- */
+
+static void test_x509_amd_rsa_pss_chain(void **state)
+{
+    (void)state;
+    STACK_OF(X509) *ark = load_vector_bundle("amd-sev-snp/roots/milan_ark.pem");
+    STACK_OF(X509) *ask = load_vector_bundle("amd-sev-snp/roots/milan_ask.pem");
+    STACK_OF(X509) *chain = load_vector_bundle("amd-sev-snp/roots/milan_vcek_cert_chain.pem");
+    assert_int_equal(sk_X509_num(chain), 2); /* ASK, ARK */
+    X509 *vcek = load_vector_cert("amd-sev-snp/milan/virtee_vcek.der");
+
+    uint8_t fp[32];
+    assert_cf_ok(cf_x509_fingerprint_sha256(sk_X509_value(ark, 0), fp));
+    assert_hex_equal(fp, 32, "69D063B45344D26A2E94E1F4210DE49EF555308287D4C174445C95639A540BCD");
+
+    /* VCEK (ECDSA P-384 key, RSA-PSS signature) -> ASK -> ARK (RSA-PSS). */
+    assert_cf_ok(cf_x509_verify_chain(vcek, ask, ark, NULL, T_2026_03_01));
+    /* The ARK verifies itself; the ASK verifies under it. */
+    assert_cf_ok(cf_x509_verify_chain(sk_X509_value(ask, 0), NULL, ark, NULL, T_2026_03_01));
+    /* After the VCEK's expiry (2030), and before it was issued (2023-04). */
+    assert_cf_error(cf_x509_verify_chain(vcek, ask, ark, NULL, T_2050_01_01), CF_E_EXPIRED);
+    assert_cf_error(cf_x509_verify_chain(vcek, ask, ark, NULL, T_2023_07_01 - 365 * 86400), CF_E_EXPIRED);
+    /* Missing intermediate, wrong root product, no explicit time. */
+    assert_cf_error(cf_x509_verify_chain(vcek, NULL, ark, NULL, T_2026_03_01), CF_E_CERT);
+    STACK_OF(X509) *genoa_ark = load_vector_bundle("amd-sev-snp/roots/genoa_ark.pem");
+    assert_cf_error(cf_x509_verify_chain(vcek, ask, genoa_ark, NULL, T_2026_03_01), CF_E_CERT);
+    assert_non_null(strstr(cf_error_last()->detail, "local issuer"));
+    assert_cf_error(cf_x509_verify_chain(vcek, ask, ark, NULL, 0), CF_E_INVALID_ARGUMENT);
+    /* A VCEK whose hwID was rewritten: signature failure. */
+    X509 *bad = load_vector_cert("amd-sev-snp/negative/trustee_vcek_bad_sig_hwid_raw.der");
+    assert_cf_error(cf_x509_verify_chain(bad, ask, ark, NULL, T_2026_03_01), CF_E_CERT);
+    assert_non_null(strstr(cf_error_last()->detail, "signature"));
+
+    /* TCB extensions: microcode SPL 115 as a DER INTEGER; hwID 64 bytes. */
+    cf_slice ext;
+    assert_cf_ok(cf_x509_extension(vcek, "1.3.6.1.4.1.3704.1.3.8", &ext));
+    assert_hex_equal(ext.ptr, ext.len, "020173");
+    assert_cf_ok(cf_x509_extension(vcek, "1.3.6.1.4.1.3704.1.4", &ext));
+    assert_int_equal(ext.len, 64);
+    assert_cf_error(cf_x509_extension(vcek, "1.2.3.4", &ext), CF_E_NOT_FOUND);
+    assert_cf_error(cf_x509_extension(vcek, "commonName", &ext), CF_E_INVALID_ARGUMENT);
+
+    X509_free(bad);
+    X509_free(vcek);
+    sk_X509_pop_free(genoa_ark, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(ask, X509_free);
+    sk_X509_pop_free(ark, X509_free);
+}
+
+static void test_x509_loaders_reject_junk(void **state)
+{
+    (void)state;
+    X509 *cert = NULL;
+    STACK_OF(X509) *certs = NULL;
+    assert_cf_error(cf_x509_load_any(CF_SLICE_EMPTY, &cert), CF_E_MALFORMED);
+    assert_cf_error(cf_x509_load_any(cf_slice_cstr("not a certificate"), &cert), CF_E_CERT);
+    assert_cf_error(cf_x509_load_pem(cf_slice_cstr("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+                                     &certs),
+                    CF_E_CERT);
+    assert_null(certs);
+
+    cf_buf der;
+    cf_test_read_file("amd-sev-snp/milan/virtee_vcek.der", true, &der);
+    assert_cf_error(cf_x509_load_der(cf_slice_make(der.data, der.len - 1), &cert), CF_E_CERT);
+    assert_cf_ok(cf_buf_append_u8(&der, 0));
+    assert_cf_error(cf_x509_load_der(cf_buf_slice(&der), &cert), CF_E_CERT); /* trailing byte */
+    assert_null(cert);
+    cf_buf_free(&der);
+
+    /* A good bundle followed by a damaged certificate fails as a whole. */
+    cf_buf pem;
+    cf_test_read_file("amd-sev-snp/roots/milan_vcek_cert_chain.pem", true, &pem);
+    uint8_t *second = memmem(pem.data + 1, pem.len - 1, "-----BEGIN", 10);
+    assert_non_null(second);
+    second[100] = '!';
+    assert_cf_error(cf_x509_load_pem(cf_buf_slice(&pem), &certs), CF_E_CERT);
+    assert_null(certs);
+    cf_buf_free(&pem);
+
+    X509_CRL *crl = NULL;
+    assert_cf_error(cf_crl_load_any(cf_slice_cstr("junk"), &crl), CF_E_CERT);
+    assert_null(crl);
+}
+
+/* Intel PCK chain from a real TDX quote, with Intel's CRLs ("CRL check all"). */
+static void test_x509_intel_chain_with_crls(void **state)
+{
+    (void)state;
+    cf_buf quote;
+    cf_test_read_file("intel-tdx/go-tdx-guest/tdx_quote_v4_SPR_E4.bin", true, &quote);
+    uint8_t *pem = memmem(quote.data, quote.len, "-----BEGIN CERTIFICATE-----", 27);
+    assert_non_null(pem);
+    STACK_OF(X509) *chain = NULL;
+    assert_cf_ok(cf_x509_load_pem(cf_slice_make(pem, quote.len - (size_t)(pem - quote.data)), &chain));
+    assert_int_equal(sk_X509_num(chain), 3); /* PCK, Platform CA, Root */
+    cf_buf_free(&quote);
+    X509 *pck = sk_X509_shift(chain);
+    X509 *root_in_quote = sk_X509_pop(chain);
+    X509_free(root_in_quote);
+
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    assert_int_equal(sk_X509_push(roots, load_vector_cert("intel-tdx/roots/intel_sgx_root_ca.der")), 1);
+    uint8_t fp[32];
+    assert_cf_ok(cf_x509_fingerprint_sha256(sk_X509_value(roots, 0), fp));
+    assert_hex_equal(fp, 32, "44A0196B2B99F889B8E149E95B807A350E7424964399E885A7CBB8CCFAB674D3");
+
+    STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+    const char *crl_files[] = {"intel-tdx/go-tdx-guest/root_ca_crl_2023-04.der",
+                               "intel-tdx/go-tdx-guest/pck_platform_crl_2023-06.der"};
+    for (size_t i = 0; i < 2; i++) {
+        cf_buf data;
+        cf_test_read_file(crl_files[i], true, &data);
+        X509_CRL *crl = NULL;
+        assert_cf_ok(cf_crl_load_any(cf_buf_slice(&data), &crl));
+        assert_true(sk_X509_CRL_push(crls, crl) > 0);
+        cf_buf_free(&data);
+    }
+    assert_cf_ok(cf_x509_verify_chain(pck, chain, roots, NULL, T_2023_07_01));
+    assert_cf_ok(cf_x509_verify_chain(pck, chain, roots, crls, T_2023_07_01));
+    /* The platform CRL expired on 2023-07-08. */
+    assert_cf_error(cf_x509_verify_chain(pck, chain, roots, crls, T_2023_07_01 + 30 * 86400), CF_E_EXPIRED);
+    /* Without the Platform CA's CRL the PCK cannot be checked: fail. */
+    X509_CRL *platform_crl = sk_X509_CRL_pop(crls);
+    assert_cf_error(cf_x509_verify_chain(pck, chain, roots, crls, T_2023_07_01), CF_E_CERT);
+    assert_non_null(strstr(cf_error_last()->detail, "CRL"));
+    X509_CRL_free(platform_crl);
+
+    /* The PCK carries Intel's SGX extension. */
+    cf_slice ext;
+    assert_cf_ok(cf_x509_extension(pck, "1.2.840.113741.1.13.1", &ext));
+    assert_true(ext.len > 100);
+    assert_int_equal(ext.ptr[0], 0x30);
+
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    sk_X509_pop_free(roots, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+    X509_free(pck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +693,13 @@ int main(void)
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_x25519_rfc7748),
         cmocka_unit_test(test_x25519_rejects_low_order),
+        cmocka_unit_test(test_ecdsa_sign_verify_der),
+        cmocka_unit_test(test_ecdsa_verify_raw_snp_report),
+        cmocka_unit_test(test_ed25519_rfc8032),
+        cmocka_unit_test(test_private_key_pem_round_trip),
+        cmocka_unit_test(test_x509_amd_rsa_pss_chain),
+        cmocka_unit_test(test_x509_loaders_reject_junk),
+        cmocka_unit_test(test_x509_intel_chain_with_crls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
