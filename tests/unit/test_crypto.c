@@ -13,6 +13,7 @@
 
 #include "confide/crypto.h"
 #include "confide/encoding.h"
+#include "crypto/internal.h"
 
 /* 2023-07-01T01:00:00Z and 2026-03-01T00:00:00Z: times at which the
  * vectors' certificates are valid (SOURCES.md). */
@@ -301,6 +302,12 @@ static void test_x25519_rfc7748(void **state)
     assert_cf_ok(cf_x25519(bob_sk, pk, s2));
     assert_hex_equal(s1, 32, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
     assert_memory_equal(s1, s2, 32);
+    /* The variant given the own public key computes the same secret. */
+    memset(s2, 0, sizeof s2);
+    assert_cf_ok(cf_x25519_with_public(alice_sk, pk, bob_pk, s2));
+    assert_memory_equal(s1, s2, 32);
+    uint8_t zero[32] = {0};
+    assert_cf_error(cf_x25519_with_public(alice_sk, pk, zero, s2), CF_E_BAD_KEY);
 }
 
 static void test_x25519_rejects_low_order(void **state)
