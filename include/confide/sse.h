@@ -29,8 +29,9 @@
  *        retry  -> reconnection time in ms if the value is 1..10 ASCII digits
  *                  and fits in 32 bits, else the line is ignored.
  *        other  -> ignored (spec), but counted against the size limit.
- *  S6  An empty line ends the event. It is reported if it had at least one
- *      non-empty line (field or comment); empty lines alone report nothing.
+ *  S6  An empty line ends the event. It is reported if it set at least one
+ *      of data, event, id, retry, or had a comment; empty lines alone, or
+ *      lines with only ignored fields, report nothing.
  *      Reported events are NOT filtered like a browser would: an event with
  *      only comments, or only an id, is reported too (has_data false), so a
  *      proxy can forward keep-alives; a browser dispatches only events with

@@ -157,6 +157,10 @@ static CF_RESULT end_event(cf_sse_parser *p)
     if (!p->in_event_) {
         return CF_OK;
     }
+    if (!p->has_type_ && !p->has_data_ && !p->has_id_ && !p->has_retry_ && p->comment_count_ == 0) {
+        reset_event(p); /* only ignored fields: nothing to report (S6) */
+        return CF_OK;
+    }
     cf_sse_event ev = {
         .type = cf_buf_slice(&p->type_),
         .data = cf_buf_slice(&p->data_),
