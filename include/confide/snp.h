@@ -279,5 +279,11 @@ CF_RESULT cf_tsm_entry_generate(const char *entry, cf_platform platform,
                                 const uint8_t report_data[CF_REPORT_DATA_LEN], cf_buf *outblob, cf_buf *auxblob);
 /* rmdir the entry. */
 CF_RESULT cf_tsm_entry_remove(const char *entry);
+/* cf_tsm_collect on an existing entry (create/remove are the caller's):
+ * evidence = outblob; collateral = for SNP the certificate table from the
+ * auxblob turned into PEM (VEK of the report's SIGNING_KEY, then ASK/ASVK),
+ * else <cfg->collateral_dir>/<platform>.collateral verbatim. */
+CF_RESULT cf_tsm_collect_entry(const cf_attester_config *cfg, const char *entry,
+                               const uint8_t report_data[CF_REPORT_DATA_LEN], cf_buf *evidence, cf_buf *collateral);
 
 #endif /* CONFIDE_SNP_H */
