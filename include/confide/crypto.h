@@ -7,7 +7,7 @@
  *
  * Rules this module guarantees:
  *  - AEAD open never writes unauthenticated plaintext into the caller's
- *    buffer: on a tag mismatch `out` is left untouched (zeroed) and
+ *    buffer: on a tag mismatch `out` is left untouched and
  *    CF_E_AUTH_FAILED is returned.
  *  - All intermediate secrets are wiped before return, on every path.
  *  - X25519 rejects an all-zero shared secret (RFC 7748 §6.1, RFC 9180 §7.1.4).
