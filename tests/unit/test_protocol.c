@@ -18,6 +18,14 @@
 
 static uint8_t secret[32];
 
+/* Buffers are not NUL-terminated; make one a C string for strstr & co. */
+static const char *cstr(cf_buf *b)
+{
+    const char *unused = NULL;
+    assert_cf_ok(cf_buf_cstr(b, &unused));
+    return (const char *)b->data;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -231,7 +239,7 @@ static void test_request_decode_errors(void **state)
     seal_req(body1, 0, NOW, &enc, &cs);
     cf_buf_init(&out, 0);
     assert_cf_ok(cf_buf_append_cstr(&out, "keep"));
-    const char *e = (const char *)enc.data;
+    const char *e = cstr(&enc);
 
     /* Unknown key: the lookup fails. */
     cf_proto_open_options o = {.now_ms = NOW};
@@ -344,7 +352,8 @@ static void test_replay_guard_rejects_second_use(void **state)
     seal_req(body1, 0, NOW, &enc, &cs);
     cf_buf_init(&out, 0);
     /* A forged request does not occupy memory. */
-    size_t ct = (size_t)((const uint8_t *)strstr((const char *)enc.data, "\"cf1") - enc.data) + 60;
+    const char *text = cstr(&enc);
+    size_t ct = (size_t)(strstr(text, "\"cf1") - text) + 60;
     enc.data[ct] ^= 1;
     assert_cf_error(open_req(cf_buf_slice(&enc), g, NOW, &out, &ws), CF_E_AUTH_FAILED);
     assert_int_equal(cf_replay_count(g), 0);
@@ -452,8 +461,8 @@ static void test_response_roundtrip_and_binding(void **state)
     assert_cf_ok(cf_proto_response_seal(ws, 200, cf_slice_cstr(resp), &renc));
     assert_cf_error(cf_proto_response_seal(ws, 200, cf_slice_cstr(resp), &renc), CF_E_INVALID_ARGUMENT);
     /* The gateway sees id and usage in clear. */
-    assert_non_null(strstr((const char *)renc.data, "\"usage\":{\"total_tokens\":3}"));
-    assert_null(strstr((const char *)renc.data, "\"content\":\"ok\""));
+    assert_non_null(strstr(cstr(&renc), "\"usage\":{\"total_tokens\":3}"));
+    assert_null(strstr(cstr(&renc), "\"content\":\"ok\""));
     assert_cf_ok(cf_proto_response_open(cs, 200, cf_buf_slice(&renc), &rplain));
     assert_int_equal(rplain.len, strlen(resp));
     assert_memory_equal(rplain.data, resp, rplain.len);
@@ -557,11 +566,11 @@ static void test_stream_roundtrip_any_chunking(void **state)
     pair_new(&p0);
     seal_stream(p0.ws, stream_in, 0, &ref);
     /* The gateway sees usage, not content; the final event precedes [DONE]. */
-    assert_non_null(strstr((const char *)ref.data, "\"usage\":{\"total_tokens\":9}"));
-    assert_null(strstr((const char *)ref.data, "overloaded"));
-    assert_null(strstr((const char *)ref.data, "keep-alive"));
-    assert_non_null(strstr((const char *)ref.data, "data: {\"confide\":\"cf1f:"));
-    assert_non_null(strstr((const char *)ref.data, "\"}\n\ndata: [DONE]\n\n"));
+    assert_non_null(strstr(cstr(&ref), "\"usage\":{\"total_tokens\":9}"));
+    assert_null(strstr(cstr(&ref), "overloaded"));
+    assert_null(strstr(cstr(&ref), "keep-alive"));
+    assert_non_null(strstr(cstr(&ref), "data: {\"confide\":\"cf1f:"));
+    assert_non_null(strstr(cstr(&ref), "\"}\n\ndata: [DONE]\n\n"));
     /* Each split of the worker's input gives the same ciphertext stream
      * (salt and keys fixed by the session, so this is deterministic). */
     size_t steps[] = {1, 2, 3, 7, 64};
@@ -631,7 +640,7 @@ static void test_stream_truncation_and_errors(void **state)
     assert_cf_ok(cf_proto_stream_seal_feed(p.ws, cf_slice_cstr("data: {\"x\":1}\n\n"), &enc));
     assert_cf_error(open_stream(p.cs, cf_buf_slice(&enc), 0, &dec), CF_E_TRUNCATED);
     /* What was released is the authenticated first event. */
-    assert_string_equal((const char *)dec.data, "data: {\"x\":1}\n\n");
+    assert_string_equal(cstr(&dec), "data: {\"x\":1}\n\n");
     /* A dead call stays dead. */
     assert_cf_error(cf_proto_stream_open_feed(p.cs, cf_slice_cstr("\n"), &dec), CF_E_INVALID_ARGUMENT);
 
@@ -644,7 +653,7 @@ static void test_stream_truncation_and_errors(void **state)
     assert_cf_ok(cf_proto_session_from_request(chat(), secret, cf_buf_slice(&p.enc), &cs));
     cf_buf_reset(&dec);
     assert_cf_error(open_stream(cs, cf_buf_slice(&enc), 0, &dec), CF_E_TRUNCATED);
-    assert_non_null(strstr((const char *)dec.data, "\"code\":\"upstream_error\""));
+    assert_non_null(strstr(cstr(&dec), "\"code\":\"upstream_error\""));
     cf_proto_session_free(cs);
 
     /* A backend stream that stops inside an event: no final event. */
@@ -655,7 +664,7 @@ static void test_stream_truncation_and_errors(void **state)
     assert_cf_ok(cf_proto_stream_begin(q.ws, 200));
     assert_cf_ok(cf_proto_stream_seal_feed(q.ws, cf_slice_cstr("data: {\"x\":1}\n\ndata: {\"y\""), &enc2));
     assert_cf_error(cf_proto_stream_seal_finish(q.ws, &enc2), CF_E_TRUNCATED);
-    assert_null(strstr((const char *)enc2.data, "cf1f:"));
+    assert_null(strstr(cstr(&enc2), "cf1f:"));
 
     /* [DONE] with the final event removed, and a final event whose [DONE]
      * was removed. */
@@ -664,7 +673,7 @@ static void test_stream_truncation_and_errors(void **state)
     cf_buf enc3;
     cf_buf_init(&enc3, 0);
     seal_stream(r.ws, "data: {\"x\":1}\n\ndata: [DONE]\n\n", 0, &enc3);
-    char *s3 = strndup((const char *)enc3.data, enc3.len);
+    char *s3 = strndup(cstr(&enc3), enc3.len);
     char *fin = strstr(s3, "data: {\"confide\"");
     assert_non_null(fin);
     char *done = strstr(fin, "data: [DONE]");
@@ -740,7 +749,7 @@ static void test_client_api(void **state)
         assert_cf_ok(cf_client_open_stream(call, 200, cf_slice_make(sse.data + i, 1), &out));
     }
     assert_cf_ok(cf_client_finish(call));
-    assert_string_equal((const char *)out.data, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
+    assert_string_equal(cstr(&out), "data: {\"a\":1}\n\ndata: [DONE]\n\n");
     cf_client_call_free(call);
     cf_proto_session_free(ws);
     cf_replay_free(g);
@@ -763,7 +772,7 @@ static void test_plaintext_error_bodies(void **state)
     cf_buf_init(&b, 0);
     assert_cf_ok(cf_proto_error_body(CF_E_UNKNOWN_KEY, "unknown key id \"x\"", &b));
     json_error_t err;
-    json_t *j = json_loadb((const char *)b.data, b.len, 0, &err);
+    json_t *j = json_loadb(cstr(&b), b.len, 0, &err);
     assert_non_null(j);
     json_t *e = json_object_get(j, "error");
     assert_string_equal(json_string_value(json_object_get(e, "code")), "unknown_key");
