@@ -325,23 +325,16 @@ static void put_u16(uint8_t *p, size_t v)
     p[1] = (uint8_t)v;
 }
 
-static void put_u32(uint8_t *p, size_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* docs/protocol.md §Plain digest. */
+/* docs/protocol.md §Plain digest. The input is assembled in one buffer and
+ * hashed one-shot (an incremental EVP digest costs a fetch per message). */
 static CF_RESULT plain_digest(const msg_frame *f, const cf_json_object *obj, uint8_t out[CF_SHA256_LEN])
 {
     cf_result result = CF_OK;
-    cf_hash_ctx h = {0};
     const char *const *list = plain_list(f);
-    uint8_t tmp[4];
     size_t count = 0;
     size_t ep_len = strlen(f->ep->name);
+    cf_buf in;
+    cf_buf_init(&in, 0);
 
     CF_ENSURE_MSG_OUT(f->event_type.len <= 0xFFFF, CF_E_TOO_LARGE, "SSE event type too long");
     for (size_t i = 0; i < obj->count; i++) {
@@ -349,38 +342,29 @@ static CF_RESULT plain_digest(const msg_frame *f, const cf_json_object *obj, uin
             count++;
         }
     }
-    CF_GUARD_OUT(cf_hash_init(&h, CF_HASH_SHA256));
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_cstr(DIGEST_LABEL)));
-    tmp[0] = f->direction;
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 1)));
-    put_u16(tmp, ep_len);
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 2)));
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(f->ep->name, ep_len)));
-    put_u16(tmp, f->status);
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 2)));
-    tmp[0] = f->frame;
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 1)));
-    put_u16(tmp, f->event_type.len);
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 2)));
-    CF_GUARD_OUT(cf_hash_update(&h, f->event_type));
-    put_u32(tmp, count);
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 4)));
+    CF_GUARD_OUT(cf_buf_append_cstr(&in, DIGEST_LABEL));
+    CF_GUARD_OUT(cf_buf_append_u8(&in, f->direction));
+    CF_GUARD_OUT(cf_buf_append_u16be(&in, (uint16_t)ep_len));
+    CF_GUARD_OUT(cf_buf_append(&in, f->ep->name, ep_len));
+    CF_GUARD_OUT(cf_buf_append_u16be(&in, f->status));
+    CF_GUARD_OUT(cf_buf_append_u8(&in, f->frame));
+    CF_GUARD_OUT(cf_buf_append_u16be(&in, (uint16_t)f->event_type.len));
+    CF_GUARD_OUT(cf_buf_append_slice(&in, f->event_type));
+    CF_GUARD_OUT(cf_buf_append_u32be(&in, (uint32_t)count));
     for (size_t i = 0; i < obj->count; i++) {
         const cf_json_member *m = obj->sorted[i];
         if (!name_in_list(list, m->name)) {
             continue;
         }
         CF_ENSURE_MSG_OUT(m->value.len <= 0xFFFFFFFFu, CF_E_TOO_LARGE, "plain value too long");
-        put_u16(tmp, m->name.len);
-        CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 2)));
-        CF_GUARD_OUT(cf_hash_update(&h, m->name));
-        put_u32(tmp, m->value.len);
-        CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(tmp, 4)));
-        CF_GUARD_OUT(cf_hash_update(&h, m->value));
+        CF_GUARD_OUT(cf_buf_append_u16be(&in, (uint16_t)m->name.len));
+        CF_GUARD_OUT(cf_buf_append_slice(&in, m->name));
+        CF_GUARD_OUT(cf_buf_append_u32be(&in, (uint32_t)m->value.len));
+        CF_GUARD_OUT(cf_buf_append_slice(&in, m->value));
     }
-    CF_GUARD_OUT(cf_hash_final(&h, out));
+    CF_GUARD_OUT(cf_sha256(cf_buf_slice(&in), out));
 out:
-    cf_hash_free(&h);
+    cf_buf_free(&in);
     return result;
 }
 
@@ -711,6 +695,7 @@ static CF_RESULT open_msg(cf_aead *aead, uint8_t direction, final_mode mode, cf_
     cf_buf plain, ctbuf;
     edit *edits = NULL;
     size_t *pt_off = NULL, *pt_len = NULL;
+    uint8_t *is_enc = NULL;
     size_t start_len = out->len;
     cf_buf_init(&plain, max_body);
     cf_buf_init(&ctbuf, max_body);
@@ -719,7 +704,8 @@ static CF_RESULT open_msg(cf_aead *aead, uint8_t direction, final_mode mode, cf_
     pt_off = calloc(pm->obj.count + 1, sizeof *pt_off);
     pt_len = calloc(pm->obj.count + 1, sizeof *pt_len);
     edits = calloc(pm->obj.count + 1, sizeof *edits);
-    CF_ENSURE_OUT(pt_off != NULL && pt_len != NULL && edits != NULL, CF_E_NO_MEMORY);
+    is_enc = calloc(pm->obj.count + 1, 1);
+    CF_ENSURE_OUT(pt_off != NULL && pt_len != NULL && edits != NULL && is_enc != NULL, CF_E_NO_MEMORY);
 
     for (size_t i = 0; i < pm->nvals; i++) {
         const enc_value *v = &pm->vals[i];
@@ -742,17 +728,14 @@ static CF_RESULT open_msg(cf_aead *aead, uint8_t direction, final_mode mode, cf_
 
     size_t ne = 0;
     const cf_json_object *obj = &pm->obj;
+    /* Which members (document order) are encrypted, and which is synthetic. */
+    for (size_t i = 0; i < pm->nvals; i++) {
+        is_enc[pm->vals[i].doc_index] = pm->vals[i].synthetic ? 2 : 1;
+    }
     for (size_t di = 0; di < obj->count; di++) {
         const cf_json_member *m = &obj->members[di];
-        bool encrypted = false, synthetic = false;
-        for (size_t i = 0; i < pm->nvals; i++) {
-            if (pm->vals[i].doc_index == di) {
-                encrypted = true;
-                synthetic = pm->vals[i].synthetic;
-                break;
-            }
-        }
-        if (!encrypted) {
+        bool synthetic = is_enc[di] == 2;
+        if (is_enc[di] == 0) {
             continue;
         }
         if (synthetic) {
@@ -788,6 +771,7 @@ out:
     free(edits);
     free(pt_off);
     free(pt_len);
+    free(is_enc);
     return result;
 }
 
