@@ -177,6 +177,16 @@ CF_RESULT cf_proto_request_open(const cf_proto_endpoint *ep, cf_slice body, cf_p
                                 void *lookup_ctx, const cf_proto_open_options *opt, cf_buf *out,
                                 cf_proto_session **session_out);
 
+/*
+ * Read the key ID and salt timestamp of an encrypted request without
+ * decrypting it (body shape and value syntax are checked as in
+ * cf_proto_request_open). For a worker whose key lookup is asynchronous: on
+ * CF_E_UNKNOWN_KEY it peeks the key ID, asks the AS for it, then calls
+ * cf_proto_request_open again.
+ */
+CF_RESULT cf_proto_request_peek(const cf_proto_endpoint *ep, cf_slice body, char key_id[CF_PROTO_KEY_ID_LEN + 1],
+                                int64_t *salt_ms);
+
 /* Encrypt a non-streamed response body (a JSON object, any status). */
 CF_RESULT cf_proto_response_seal(cf_proto_session *s, int status, cf_slice body, cf_buf *out);
 

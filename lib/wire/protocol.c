@@ -933,6 +933,27 @@ out:
     return result;
 }
 
+CF_RESULT cf_proto_request_peek(const cf_proto_endpoint *ep, cf_slice body, char key_id[CF_PROTO_KEY_ID_LEN + 1],
+                                int64_t *salt_ms)
+{
+    cf_result result = CF_OK;
+    parsed_msg pm = {0};
+    CF_ENSURE_REF(ep);
+    CF_ENSURE_REF(key_id);
+    CF_ENSURE_MSG(ep->encrypted, CF_E_INVALID_ARGUMENT, "this endpoint is not encrypted");
+    msg_frame f = {DIR_REQUEST, ep, 0, FRAME_BODY, CF_SLICE_EMPTY};
+    CF_GUARD_OUT(parse_msg(&f, body, CF_PROTO_DEFAULT_MAX_BODY, &pm));
+    CF_GUARD_OUT(check_same_key(&pm, pm.vals[0].key_id_raw, pm.vals[0].salt));
+    CF_GUARD_OUT(cf_b64url_encode_str(cf_slice_make(pm.vals[0].key_id_raw, CF_PROTO_KEY_ID_RAW_LEN), key_id,
+                                      CF_PROTO_KEY_ID_LEN + 1));
+    if (salt_ms != NULL) {
+        *salt_ms = (int64_t)load_u64be(pm.vals[0].salt);
+    }
+out:
+    parsed_msg_free(&pm);
+    return result;
+}
+
 /* ---- Responses ------------------------------------------------------------------------ */
 
 static CF_RESULT check_status(int status)

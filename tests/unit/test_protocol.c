@@ -241,6 +241,14 @@ static void test_request_decode_errors(void **state)
     assert_cf_ok(cf_buf_append_cstr(&out, "keep"));
     const char *e = cstr(&enc);
 
+    /* The key ID and salt time can be read without the key. */
+    char peek_id[23];
+    int64_t peek_ms = 0;
+    assert_cf_ok(cf_proto_request_peek(chat(), cf_buf_slice(&enc), peek_id, &peek_ms));
+    assert_string_equal(peek_id, cf_proto_session_key_id(cs));
+    assert_true(peek_ms == NOW);
+    assert_cf_error(cf_proto_request_peek(chat(), cf_slice_cstr(body1), peek_id, &peek_ms), CF_E_PLAINTEXT_FIELD);
+
     /* Unknown key: the lookup fails. */
     cf_proto_open_options o = {.now_ms = NOW};
     uint8_t saved = secret[0];

@@ -178,7 +178,9 @@ static void free_events(events *ev)
 static void drop_event(events *ev, size_t i)
 {
     free(ev->ev[i]);
-    memmove(&ev->ev[i], &ev->ev[i + 1], (ev->n - i - 1) * sizeof ev->ev[0]);
+    for (size_t j = i; j + 1 < ev->n; j++) {
+        ev->ev[j] = ev->ev[j + 1];
+    }
     ev->n--;
 }
 
