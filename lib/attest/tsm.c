@@ -22,8 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "confide/log.h"
 #include "confide/snp.h"
@@ -142,7 +141,7 @@ CF_RESULT cf_tsm_entry_create(const char *root, char *entry, size_t entry_size)
     for (int attempt = 0; attempt < 4; attempt++) {
         uint8_t rnd[8];
         char hex[17];
-        CF_ENSURE_MSG(RAND_bytes(rnd, sizeof rnd) == 1, CF_E_CRYPTO, "configfs-tsm: no randomness for the entry name");
+        CF_GUARD(cf_random(rnd, sizeof rnd));
         CF_GUARD(cf_hex_encode_str(cf_slice_make(rnd, sizeof rnd), hex, sizeof hex));
         char name[64];
         snprintf(name, sizeof name, "confide-%ld-%s", (long)getpid(), hex);
