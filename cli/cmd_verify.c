@@ -16,6 +16,7 @@
 #include "confide/buf.h"
 #include "confide/encoding.h"
 #include "confide/result.h"
+#include "confide/tdx.h"
 
 #define EVIDENCE_MAX ((size_t)1 << 20)   /* reports are 1184 B, quotes a few KiB */
 #define COLLATERAL_MAX ((size_t)8 << 20) /* TDX collateral JSON can be large */
@@ -28,6 +29,10 @@ static void verify_usage(FILE *f)
             "usage: confide verify --platform snp|tdx|sim --evidence FILE [--collateral FILE]\n"
             "                      [--report-data HEX] [--at TIME] [--policy FILE]\n"
             "                      [--accept-root SHA256HEX]... [--json]\n"
+            "       tdx collateral as separate Intel PCS files instead of --collateral:\n"
+            "                      --tcb-info FILE --qe-identity FILE --tcb-issuer-chain FILE\n"
+            "                      [--qe-identity-issuer-chain FILE] [--pck-crl FILE]\n"
+            "                      [--root-ca-crl FILE] [--pck-crl-issuer-chain FILE]\n"
             "\n"
             "  --platform P        snp, tdx or sim\n"
             "  --evidence FILE     the report / quote bytes, exactly as produced\n"
@@ -40,6 +45,9 @@ static void verify_usage(FILE *f)
             "                      default: production defaults (debug refused)\n"
             "  --accept-root FP    extra accepted root fingerprint (sim), repeatable\n"
             "  --json              print the result as JSON\n"
+            "  --tcb-info ...      (tdx) PCS bodies {\"tcbInfo\":..} / {\"enclaveIdentity\":..}, the\n"
+            "                      TCB-Info-Issuer-Chain PEM and DER/PEM CRLs, assembled into\n"
+            "                      QuoteCollateralV3 (docs/attestation.md §Intel TDX)\n"
             "exit status: 0 verified, 1 rejected (reason on stderr), 2 usage error\n");
 }
 
@@ -171,6 +179,42 @@ static int fail_json(void)
     return cf_cli_fail("verification failed");
 }
 
+/* The separate Intel PCS files `confide verify --platform tdx` accepts in
+ * place of one QuoteCollateralV3 document. */
+enum { TDX_TCB_INFO, TDX_QE_IDENTITY, TDX_TCB_CHAIN, TDX_QE_CHAIN, TDX_PCK_CRL, TDX_ROOT_CRL, TDX_PCK_CRL_CHAIN,
+       TDX_PART_COUNT };
+
+static CF_RESULT assemble_tdx_parts(const char *const paths[TDX_PART_COUNT], cf_buf *collateral)
+{
+    cf_result result = CF_OK;
+    cf_buf bufs[TDX_PART_COUNT];
+    for (int i = 0; i < TDX_PART_COUNT; i++) {
+        cf_buf_init(&bufs[i], COLLATERAL_MAX);
+    }
+    CF_ENSURE_MSG_OUT(paths[TDX_TCB_INFO] != NULL && paths[TDX_QE_IDENTITY] != NULL && paths[TDX_TCB_CHAIN] != NULL,
+                      CF_E_INVALID_ARGUMENT, "--tcb-info, --qe-identity and --tcb-issuer-chain go together");
+    for (int i = 0; i < TDX_PART_COUNT; i++) {
+        if (paths[i] != NULL) {
+            CF_GUARD_OUT(read_file_limited(paths[i], COLLATERAL_MAX, &bufs[i]));
+        }
+    }
+    cf_tdx_collateral_parts parts = {
+        .tcb_info_body = cf_buf_slice(&bufs[TDX_TCB_INFO]),
+        .qe_identity_body = cf_buf_slice(&bufs[TDX_QE_IDENTITY]),
+        .tcb_info_issuer_chain = cf_buf_slice(&bufs[TDX_TCB_CHAIN]),
+        .qe_identity_issuer_chain = cf_buf_slice(&bufs[TDX_QE_CHAIN]),
+        .pck_crl = cf_buf_slice(&bufs[TDX_PCK_CRL]),
+        .root_ca_crl = cf_buf_slice(&bufs[TDX_ROOT_CRL]),
+        .pck_crl_issuer_chain = cf_buf_slice(&bufs[TDX_PCK_CRL_CHAIN]),
+    };
+    CF_GUARD_OUT(cf_tdx_collateral_assemble(&parts, collateral));
+out:
+    for (int i = 0; i < TDX_PART_COUNT; i++) {
+        cf_buf_free(&bufs[i]);
+    }
+    return result;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -178,13 +222,22 @@ static int cmd_verify(int argc, char **argv)
         {"collateral", required_argument, NULL, 'c'}, {"certs", required_argument, NULL, 'c'},
         {"report-data", required_argument, NULL, 'r'}, {"at", required_argument, NULL, 't'},
         {"policy", required_argument, NULL, 'P'}, {"accept-root", required_argument, NULL, 'R'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {"tcb-info", required_argument, NULL, 0x100 + TDX_TCB_INFO},
+        {"qe-identity", required_argument, NULL, 0x100 + TDX_QE_IDENTITY},
+        {"tcb-issuer-chain", required_argument, NULL, 0x100 + TDX_TCB_CHAIN},
+        {"qe-identity-issuer-chain", required_argument, NULL, 0x100 + TDX_QE_CHAIN},
+        {"pck-crl", required_argument, NULL, 0x100 + TDX_PCK_CRL},
+        {"root-ca-crl", required_argument, NULL, 0x100 + TDX_ROOT_CRL},
+        {"pck-crl-issuer-chain", required_argument, NULL, 0x100 + TDX_PCK_CRL_CHAIN}, {NULL, 0, NULL, 0},
     };
     const char *platform_name = NULL, *evidence_path = NULL, *collateral_path = NULL, *policy_path = NULL;
     const char *report_data_hex = NULL, *at_text = NULL;
     const char *roots[MAX_ROOTS];
     size_t root_count = 0;
     bool as_json = false;
+    const char *tdx_parts[TDX_PART_COUNT] = {NULL};
+    bool have_tdx_parts = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -204,7 +257,14 @@ static int cmd_verify(int argc, char **argv)
             break;
         case 'j': as_json = true; break;
         case 'h': verify_usage(stdout); return 0;
-        default: verify_usage(stderr); return 2;
+        default:
+            if (c >= 0x100 && c < 0x100 + TDX_PART_COUNT) {
+                tdx_parts[c - 0x100] = optarg;
+                have_tdx_parts = true;
+                break;
+            }
+            verify_usage(stderr);
+            return 2;
         }
     }
     if (optind != argc || platform_name == NULL || evidence_path == NULL) {
@@ -245,6 +305,17 @@ static int cmd_verify(int argc, char **argv)
     if (cf_is_error(read_file_limited(evidence_path, EVIDENCE_MAX, &evidence))) {
         cf_cli_fail("--evidence");
         goto out;
+    }
+    if (have_tdx_parts) {
+        if (in.platform != CF_PLATFORM_TDX || collateral_path != NULL) {
+            fprintf(stderr, "confide verify: the PCS file flags are for --platform tdx, instead of --collateral\n");
+            status = 2;
+            goto out;
+        }
+        if (cf_is_error(assemble_tdx_parts(tdx_parts, &collateral))) {
+            cf_cli_fail("tdx collateral");
+            goto out;
+        }
     }
     if (collateral_path != NULL && cf_is_error(read_file_limited(collateral_path, COLLATERAL_MAX, &collateral))) {
         cf_cli_fail("--collateral");

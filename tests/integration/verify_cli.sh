@@ -62,5 +62,20 @@ expect 2 'RFC 3339' -- verify --platform snp --evidence "$vec/milan/ms_report.bi
 expect 2 'unknown platform' -- verify --platform sgx --evidence "$vec/milan/ms_report.bin"
 expect 2 'usage: confide verify' -- verify --evidence "$vec/milan/ms_report.bin"
 
+# TDX through the same command: one QuoteCollateralV3 file, or the separate
+# Intel PCS files assembled by the CLI (the TCB Signing chain comes from a
+# PCS response header; the go-tdx-guest files lack it, dcap-qvl has it).
+tdx="${CONFIDE_VECTORS}/intel-tdx"
+expect 0 'tcb +UpToDate' -- verify --platform tdx --evidence "$tdx/dcap-qvl/tdx_quote_v4.bin" --collateral "$tdx/dcap-qvl/tdx_quote_v4_collateral.json" --at 2025-07-01T00:00:00Z
+python3 -c 'import json,sys; sys.stdout.write(json.load(open(sys.argv[1]))["tcb_info_issuer_chain"])' \
+    "$tdx/dcap-qvl/tdx_quote_v4_collateral.json" >"$tmp/tcb_chain.pem"
+pcs=(--tcb-info "$tdx/go-tdx-guest/tcbinfo_fmspc_50806f000000_2023-06.json"
+     --qe-identity "$tdx/go-tdx-guest/qe_identity_td_qe_2023-06.json" --tcb-issuer-chain "$tmp/tcb_chain.pem"
+     --pck-crl "$tdx/go-tdx-guest/pck_platform_crl_2023-06.der" --root-ca-crl "$tdx/go-tdx-guest/root_ca_crl_2023-04.der")
+expect 1 'tcb_mismatch.*TCB_NOT_SUPPORTED' -- verify --platform tdx --evidence "$tdx/go-tdx-guest/tdx_quote_v4_SPR_E4.bin" "${pcs[@]}" --at 2023-07-01T01:00:00Z
+echo '{"verification":"chain_only","sept_ve_disable_required":false}' >"$tmp/tdx_chain_only.json"
+expect 0 'verified: tdx' -- verify --platform tdx --evidence "$tdx/go-tdx-guest/tdx_quote_v4_SPR_E4.bin" "${pcs[@]}" --at 2023-07-01T01:00:00Z --policy "$tmp/tdx_chain_only.json"
+expect 2 'PCS file flags are for --platform tdx' -- verify --platform snp --evidence "$vec/milan/ms_report.bin" "${pcs[@]}"
+
 echo "verify_cli: $((checks - fails))/$checks checks passed"
 [ "$fails" -eq 0 ]
