@@ -115,6 +115,8 @@ static void test_valid_vectors_verify(void **state)
         assert_string_equal(json_string_value(json_object_get(claims.details, "product")), v->product);
         assert_int_equal(json_integer_value(json_object_get(claims.details, "version")), v->version);
         assert_true(json_is_true(json_object_get(claims.details, "report_data_checked")));
+        assert_true(json_integer_value(json_object_get(claims.details, "vek_not_before")) <= v->at);
+        assert_true(json_integer_value(json_object_get(claims.details, "vek_not_after")) >= v->at);
         cf_claims_free(&claims);
         cf_buf_free(&r);
     }
