@@ -299,7 +299,7 @@ CF_RESULT cf_snp_vek_parse(X509 *cert, cf_snp_vek_info *out)
         CF_GUARD(cf_snp_ext_parse_product(ext, v.product_name, sizeof v.product_name));
         v.product = cf_snp_product_from_name(cf_slice_cstr(v.product_name));
     } else {
-        CF_ENSURE(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT);
+        CF_ENSURE_MSG(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT, "snp cert: extension lookup failed");
     }
     CF_GUARD(ext_spl(cert, AMD_OID "3.1", "snp cert: BL SPL (.3.1)", &v.bl));
     CF_GUARD(ext_spl(cert, AMD_OID "3.2", "snp cert: TEE SPL (.3.2)", &v.tee));
@@ -309,12 +309,12 @@ CF_RESULT cf_snp_vek_parse(X509 *cert, cf_snp_vek_info *out)
         CF_GUARD_MSG(cf_snp_ext_parse_spl(ext, &v.fmc), "snp cert: FMC SPL (.3.9)");
         v.has_fmc = true;
     } else {
-        CF_ENSURE(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT);
+        CF_ENSURE_MSG(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT, "snp cert: extension lookup failed");
     }
     if (cf_is_ok(cf_x509_extension(cert, AMD_OID "4", &ext))) {
         CF_GUARD(cf_snp_ext_parse_hwid(ext, v.hwid, &v.hwid_len));
     } else {
-        CF_ENSURE(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT);
+        CF_ENSURE_MSG(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT, "snp cert: extension lookup failed");
         /* A VCEK is bound to one chip: it must name it. VLEKs do not. */
         CF_ENSURE_MSG(v.kind == CF_SNP_KEY_VLEK, CF_E_CERT, "snp cert: VCEK without hwID extension");
     }

@@ -79,18 +79,24 @@ static CF_RESULT read_attr(const char *entry, const char *name, char *out, size_
     char path[4096];
     CF_GUARD(join_path(path, sizeof path, entry, name));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    CF_ENSURE_MSG(fd >= 0, CF_E_IO, "configfs-tsm: cannot open a text attribute (provider/generation)");
+    if (fd < 0) {
+        CF_BAIL_FMT(CF_E_IO, "configfs-tsm: cannot open %s: %s", name, strerror(errno));
+    }
     ssize_t n;
     do {
         n = read(fd, out, outsize - 1);
     } while (n < 0 && errno == EINTR);
     close(fd);
-    CF_ENSURE_MSG(n > 0, CF_E_IO, "configfs-tsm: empty or unreadable text attribute");
+    if (n <= 0) {
+        CF_BAIL_FMT(CF_E_IO, "configfs-tsm: %s is empty or unreadable", name);
+    }
     out[n] = '\0';
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) {
         out[--n] = '\0';
     }
-    CF_ENSURE_MSG(strlen(out) == (size_t)n, CF_E_MALFORMED, "configfs-tsm: NUL in a text attribute");
+    if (strlen(out) != (size_t)n) {
+        CF_BAIL_FMT(CF_E_MALFORMED, "configfs-tsm: NUL in %s", name);
+    }
     return CF_OK;
 }
 
