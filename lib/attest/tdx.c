@@ -195,6 +195,13 @@ static CF_RESULT policy_check(const tdx_policy *p, const cf_tdx_td_report *td, c
     return CF_OK;
 }
 
+CF_RESULT tdx_policy_apply(const json_t *policy, const cf_tdx_td_report *td, const uint8_t *expected_report_data)
+{
+    tdx_policy p;
+    CF_GUARD(policy_load(policy, &p));
+    return policy_check(&p, td, expected_report_data);
+}
+
 /* ---- Details -------------------------------------------------------------- */
 
 static CF_RESULT put_hex(json_t *obj, const char *key, const uint8_t *p, size_t n)
@@ -285,6 +292,14 @@ static CF_RESULT verify_signed_collateral(cf_slice raw, const uint8_t sig[64], c
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
     CF_GUARD_MSG(tdx_load_pem_chain(chain_pem, &chain), what);
+    /* Only Intel's TCB Signing certificate, issued directly by the root, may
+     * sign collateral: a PCK key (one per platform) must never be able to. */
+    if (sk_X509_num(chain) != 2 || !tdx_subject_cn_is(sk_X509_value(chain, 0), "Intel SGX TCB Signing")) {
+        cf_error_setf(CF_E_CERT, __FILE__, __LINE__,
+                      "tdx: %s issuer chain is not Intel SGX TCB Signing -> Intel SGX Root CA", what);
+        result = CF_ERROR;
+        goto out;
+    }
     CF_GUARD_OUT(tdx_verify_intel_chain(chain, root_crls, root_crls ? TDX_CRL_LEAF : TDX_CRL_NONE, now, true, what));
     key = X509_get_pubkey(sk_X509_value(chain, 0));
     CF_ENSURE_MSG_OUT(key != NULL, CF_E_CERT, "tdx: TCB Signing certificate has no usable key");
@@ -350,7 +365,11 @@ CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out)
 
     /* 3. QE report signed by the PCK leaf. */
     CF_GUARD_OUT(tdx_load_pem_chain(q.pck_chain_pem, &pck_chain));
-    CF_ENSURE_MSG_OUT(sk_X509_num(pck_chain) >= 2, CF_E_CERT, "tdx: PCK chain has fewer than two certificates");
+    /* PCK certificate -> PCK Platform/Processor CA -> root (PCK profile §1). */
+    CF_ENSURE_MSG_OUT(sk_X509_num(pck_chain) == 3 && tdx_subject_cn_is(sk_X509_value(pck_chain, 0), "Intel SGX PCK Certificate") &&
+                          (tdx_subject_cn_is(sk_X509_value(pck_chain, 1), "Intel SGX PCK Platform CA") ||
+                           tdx_subject_cn_is(sk_X509_value(pck_chain, 1), "Intel SGX PCK Processor CA")),
+                      CF_E_CERT, "tdx: PCK chain is not PCK Certificate -> PCK Platform/Processor CA -> root");
     pck_key = X509_get_pubkey(sk_X509_value(pck_chain, 0));
     CF_ENSURE_MSG_OUT(pck_key != NULL, CF_E_CERT, "tdx: PCK certificate has no usable key");
     if (cf_is_error(tdx_ecdsa_verify_raw(pck_key, q.qe_report_raw, q.qe_report_signature))) {

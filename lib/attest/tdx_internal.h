@@ -36,6 +36,14 @@ typedef enum tdx_crl_mode { TDX_CRL_NONE = 0, TDX_CRL_LEAF = 1, TDX_CRL_ALL = 2 
 CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
                                  int64_t at, bool allow_not_yet_valid, const char *what);
 
+/* True when cert's subject has exactly one CN and it equals `cn`. */
+bool tdx_subject_cn_is(X509 *cert, const char *cn);
+
+/* The TD-report half of the policy (attributes, xfam, measurements,
+ * report_data): what cf_tdx_verify applies after the TCB checks. Exposed for
+ * tests that need TD reports no real quote carries (reserved bits). */
+CF_RESULT tdx_policy_apply(const json_t *policy, const cf_tdx_td_report *td, const uint8_t *expected_report_data);
+
 /* "YYYY-MM-DDTHH:MM:SSZ" (optionally with fractional seconds) -> Unix time. */
 CF_RESULT tdx_parse_time(const char *s, int64_t *out);
 

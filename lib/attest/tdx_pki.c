@@ -161,6 +161,18 @@ CF_RESULT tdx_intel_root(X509 **out)
     return CF_OK;
 }
 
+bool tdx_subject_cn_is(X509 *cert, const char *cn)
+{
+    X509_NAME *name = X509_get_subject_name(cert);
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
+        return false;
+    }
+    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    size_t len = strlen(cn);
+    return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
+}
+
 static int verify_cb_allow_not_yet_valid(int ok, X509_STORE_CTX *ctx)
 {
     if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CERT_NOT_YET_VALID) {

@@ -589,6 +589,49 @@ static void test_policy_validate_names_field(void **state)
     assert_cf_ok(cf_tdx_policy_validate(NULL));
 }
 
+static void test_policy_td_attributes(void **state)
+{
+    (void)state;
+    cf_tdx_td_report td;
+    memset(&td, 0, sizeof td);
+    json_error_t err;
+    json_t *relaxed = json_loads("{\"debug_allowed\":true,\"sept_ve_disable_required\":false,"
+                                 "\"reserved_attributes_zero\":false}",
+                                 0, &err);
+    json_t *no_sept = json_loads("{\"sept_ve_disable_required\":false}", 0, &err);
+    json_t *no_reserved = json_loads("{\"reserved_attributes_zero\":false}", 0, &err);
+    json_t *debug_ok = json_loads("{\"debug_allowed\":true}", 0, &err);
+    assert_non_null(relaxed);
+    /* Defaults: SEPT_VE_DISABLE required. */
+    assert_cf_error(tdx_policy_apply(NULL, &td, NULL), CF_E_POLICY);
+    assert_detail("SEPT_VE_DISABLE");
+    assert_cf_ok(tdx_policy_apply(no_sept, &td, NULL));
+    td.td_attributes = CF_TDX_ATTR_SEPT_VE_DISABLE | CF_TDX_ATTR_PKS | CF_TDX_ATTR_PERFMON;
+    assert_cf_ok(tdx_policy_apply(NULL, &td, NULL));
+    /* DEBUG refused unless allowed. */
+    td.td_attributes |= CF_TDX_ATTR_DEBUG;
+    assert_cf_error(tdx_policy_apply(NULL, &td, NULL), CF_E_POLICY);
+    assert_detail("debug");
+    assert_cf_ok(tdx_policy_apply(debug_ok, &td, NULL));
+    /* Every reserved bit refused unless switched off. */
+    for (unsigned bit = 0; bit < 64; bit++) {
+        uint64_t b = 1ull << bit;
+        if (b & CF_TDX_ATTR_KNOWN) {
+            continue;
+        }
+        td.td_attributes = CF_TDX_ATTR_SEPT_VE_DISABLE | b;
+        assert_cf_error(tdx_policy_apply(NULL, &td, NULL), CF_E_POLICY);
+        assert_detail("reserved");
+        assert_cf_ok(tdx_policy_apply(no_reserved, &td, NULL));
+    }
+    td.td_attributes = ~0ull;
+    assert_cf_ok(tdx_policy_apply(relaxed, &td, NULL));
+    json_decref(relaxed);
+    json_decref(no_sept);
+    json_decref(no_reserved);
+    json_decref(debug_ok);
+}
+
 /* ---- Collateral ------------------------------------------------------------- */
 
 static cf_result verify_v4_with_collateral_edit(const char *key, const char *from, const char *to)
@@ -622,6 +665,24 @@ static void test_collateral_tampering(void **state)
     assert_detail("QE identity");
     assert_cf_error(verify_v4_with_collateral_edit("tcb_info_signature", "0", "1"), CF_E_BAD_SIGNATURE);
     assert_cf_error(verify_v4_with_collateral_edit("qe_identity_signature", "d", "e"), CF_E_BAD_SIGNATURE);
+    /* A collateral signer that is not Intel's TCB Signing certificate (here
+     * the PCK chain of the quote itself) is refused. */
+    {
+        cf_buf q;
+        cf_test_read_file(V "dcap-qvl/tdx_quote_v4.bin", true, &q);
+        cf_tdx_quote pq;
+        assert_cf_ok(cf_tdx_quote_parse(cf_buf_slice(&q), &pq));
+        json_t *jj = cf_test_load_json_vector(V "dcap-qvl/tdx_quote_v4_collateral.json");
+        json_object_set_new(jj, "tcb_info_issuer_chain",
+                            json_stringn((const char *)pq.pck_chain_pem.ptr, pq.pck_chain_pem.len - 1));
+        char *t2 = json_dumps(jj, JSON_COMPACT);
+        assert_cf_error(verify_files(V "dcap-qvl/tdx_quote_v4.bin", cf_slice_cstr(t2), NULL, at("2025-07-01T00:00:00Z")),
+                        CF_E_CERT);
+        assert_detail("TCB Signing");
+        free(t2);
+        json_decref(jj);
+        cf_buf_free(&q);
+    }
     /* Wrong FMSPC: the v5 collateral (90C06F) for the v4 quote (B0C06F). */
     cf_buf col;
     cf_test_read_file(V "dcap-qvl/tdx_quote_v5_tcb_not_supported_collateral.json", true, &col);
@@ -791,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_truncated_quotes_fail),
         cmocka_unit_test(test_policy_each_field),
         cmocka_unit_test(test_policy_validate_names_field),
+        cmocka_unit_test(test_policy_td_attributes),
         cmocka_unit_test(test_collateral_tampering),
         cmocka_unit_test(test_json_member_span),
         cmocka_unit_test(test_pck_extension_and_tcb_rules),
