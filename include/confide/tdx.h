@@ -52,19 +52,19 @@
 /* Largest quote accepted (real ones are ~5 KiB; padding included). */
 #define CF_TDX_QUOTE_MAX (64u * 1024u)
 
-/* TD attributes bits (TDX module ABI spec, TDINFO_STRUCT.ATTRIBUTES). */
+/* TD attributes bits (TDX module ABI spec, TDINFO_STRUCT.ATTRIBUTES). Only
+ * bits named here count as "known"; the TUD bits 1..7 (debug-like profiling)
+ * and everything else are reserved for the reserved_attributes_zero policy. */
 #define CF_TDX_ATTR_DEBUG (1ull << 0)
-#define CF_TDX_ATTR_ICSSD (1ull << 16)
 #define CF_TDX_ATTR_LASS (1ull << 27)
 #define CF_TDX_ATTR_SEPT_VE_DISABLE (1ull << 28)
 #define CF_TDX_ATTR_MIGRATABLE (1ull << 29)
 #define CF_TDX_ATTR_PKS (1ull << 30)
 #define CF_TDX_ATTR_KL (1ull << 31)
-#define CF_TDX_ATTR_TPA (1ull << 62)
 #define CF_TDX_ATTR_PERFMON (1ull << 63)
 #define CF_TDX_ATTR_KNOWN                                                                                         \
-    (CF_TDX_ATTR_DEBUG | CF_TDX_ATTR_ICSSD | CF_TDX_ATTR_LASS | CF_TDX_ATTR_SEPT_VE_DISABLE |                     \
-     CF_TDX_ATTR_MIGRATABLE | CF_TDX_ATTR_PKS | CF_TDX_ATTR_KL | CF_TDX_ATTR_TPA | CF_TDX_ATTR_PERFMON)
+    (CF_TDX_ATTR_DEBUG | CF_TDX_ATTR_LASS | CF_TDX_ATTR_SEPT_VE_DISABLE | CF_TDX_ATTR_MIGRATABLE |                \
+     CF_TDX_ATTR_PKS | CF_TDX_ATTR_KL | CF_TDX_ATTR_PERFMON)
 
 /* TD report body (TDX 1.0: 584 bytes; TDX 1.5 adds the last two fields). */
 typedef struct cf_tdx_td_report {
