@@ -250,6 +250,18 @@ typedef struct cf_tdx_collateral_parts {
     cf_slice pck_crl_issuer_chain;     /* PEM, may be empty (informational) */
 } cf_tdx_collateral_parts;
 
+/* Put one file into the slot it belongs to, recognised by content (for
+ * `confide verify` given several collateral files):
+ *   JSON {"tcbInfo":..}            -> tcb_info_body
+ *   JSON {"enclaveIdentity":..}    -> qe_identity_body
+ *   PEM chain led by "Intel SGX TCB Signing"        -> tcb_info_issuer_chain
+ *   PEM chain led by a PCK Platform/Processor CA     -> pck_crl_issuer_chain
+ *   CRL (DER or PEM) issued by "Intel SGX Root CA"   -> root_ca_crl
+ *   CRL issued by a PCK Platform/Processor CA        -> pck_crl
+ * `data` is borrowed (keep it alive until assembling). A second file for an
+ * occupied slot, or anything else, is an error naming what was seen. */
+CF_RESULT cf_tdx_collateral_classify(cf_slice data, cf_tdx_collateral_parts *parts);
+
 /* Build QuoteCollateralV3 JSON (appended to `out`) from the parts. The raw
  * inner objects are copied byte for byte, so their signatures still verify. */
 CF_RESULT cf_tdx_collateral_assemble(const cf_tdx_collateral_parts *parts, cf_buf *out);

@@ -648,3 +648,77 @@ out:
     json_decref(qe_doc);
     return result;
 }
+
+/* ---- Classifier for separate files ---------------------------------------- */
+
+static CF_RESULT fill_slot(cf_slice *slot, cf_slice data, const char *what)
+{
+    if (slot->len > 0) {
+        CF_BAIL_FMT(CF_E_INVALID_ARGUMENT, "tdx collateral: two files for the %s", what);
+    }
+    *slot = data;
+    return CF_OK;
+}
+
+static bool crl_issuer_cn_is(X509_CRL *crl, const char *cn)
+{
+    X509_NAME *name = X509_CRL_get_issuer(crl);
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (idx < 0) {
+        return false;
+    }
+    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    size_t len = strlen(cn);
+    return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
+}
+
+CF_RESULT cf_tdx_collateral_classify(cf_slice data, cf_tdx_collateral_parts *parts)
+{
+    CF_ENSURE_REF(parts);
+    CF_ENSURE_MSG(data.len > 0 && data.len <= COLLATERAL_MAX, CF_E_MALFORMED, "tdx collateral: file empty or over 1 MiB");
+    size_t i = 0;
+    while (i < data.len && (data.ptr[i] == ' ' || data.ptr[i] == '\n' || data.ptr[i] == '\r' || data.ptr[i] == '\t')) {
+        i++;
+    }
+    if (i < data.len && data.ptr[i] == '{') {
+        cf_slice span;
+        if (cf_is_ok(cf_tdx_json_member_span(data, "tcbInfo", &span))) {
+            return fill_slot(&parts->tcb_info_body, data, "TCB info");
+        }
+        if (cf_is_ok(cf_tdx_json_member_span(data, "enclaveIdentity", &span))) {
+            return fill_slot(&parts->qe_identity_body, data, "QE identity");
+        }
+        CF_BAIL_MSG(CF_E_MALFORMED, "tdx collateral: JSON file is neither a PCS tcbInfo nor an enclaveIdentity body "
+                                    "(a QuoteCollateralV3 file is used alone)");
+    }
+    static const char pem_cert[] = "-----BEGIN CERTIFICATE-----";
+    if (data.len - i >= sizeof pem_cert - 1 && memcmp(data.ptr + i, pem_cert, sizeof pem_cert - 1) == 0) {
+        STACK_OF(X509) *chain = NULL;
+        CF_GUARD(tdx_load_pem_chain(data, &chain));
+        X509 *first = sk_X509_value(chain, 0);
+        bool tcb = tdx_subject_cn_is(first, "Intel SGX TCB Signing");
+        bool pck = tdx_subject_cn_is(first, "Intel SGX PCK Platform CA") ||
+                   tdx_subject_cn_is(first, "Intel SGX PCK Processor CA");
+        sk_X509_pop_free(chain, X509_free);
+        if (tcb) {
+            return fill_slot(&parts->tcb_info_issuer_chain, data, "TCB Signing chain");
+        }
+        if (pck) {
+            return fill_slot(&parts->pck_crl_issuer_chain, data, "PCK CRL issuer chain");
+        }
+        CF_BAIL_MSG(CF_E_MALFORMED, "tdx collateral: PEM chain led by neither TCB Signing nor a PCK CA");
+    }
+    X509_CRL *crl = NULL;
+    CF_ENSURE_MSG(cf_is_ok(tdx_load_crl(data, &crl)), CF_E_MALFORMED,
+                  "tdx collateral: file is not TCB info, QE identity, a PEM chain or a CRL");
+    bool root = crl_issuer_cn_is(crl, "Intel SGX Root CA");
+    bool pck = crl_issuer_cn_is(crl, "Intel SGX PCK Platform CA") || crl_issuer_cn_is(crl, "Intel SGX PCK Processor CA");
+    X509_CRL_free(crl);
+    if (root) {
+        return fill_slot(&parts->root_ca_crl, data, "root CA CRL");
+    }
+    if (pck) {
+        return fill_slot(&parts->pck_crl, data, "PCK CRL");
+    }
+    CF_BAIL_MSG(CF_E_MALFORMED, "tdx collateral: CRL issued by neither the Intel root nor a PCK CA");
+}

@@ -740,6 +740,53 @@ static void test_json_member_span(void **state)
     cf_buf_free(&body);
 }
 
+/* `confide verify` with several files: classify, assemble, verify. */
+static void test_collateral_classify_files(void **state)
+{
+    (void)state;
+    static const char *const files[] = {
+        V "go-tdx-guest/root_ca_crl_2023-04.der",
+        V "go-tdx-guest/qe_identity_td_qe_2023-06.json",
+        V "go-tdx-guest/pck_platform_crl_2023-06.der",
+        V "go-tdx-guest/tcbinfo_fmspc_50806f000000_2023-06.json",
+    };
+    cf_buf bufs[4], chain, col, dup;
+    cf_tdx_collateral_parts parts;
+    memset(&parts, 0, sizeof parts);
+    for (size_t i = 0; i < 4; i++) {
+        cf_test_read_file(files[i], true, &bufs[i]);
+        assert_cf_ok(cf_tdx_collateral_classify(cf_buf_slice(&bufs[i]), &parts));
+    }
+    tcb_signing_chain(&chain);
+    assert_cf_ok(cf_tdx_collateral_classify(cf_buf_slice(&chain), &parts));
+    assert_true(parts.root_ca_crl.ptr == bufs[0].data);
+    assert_true(parts.qe_identity_body.ptr == bufs[1].data);
+    assert_true(parts.pck_crl.ptr == bufs[2].data);
+    assert_true(parts.tcb_info_body.ptr == bufs[3].data);
+    assert_true(parts.tcb_info_issuer_chain.ptr == chain.data);
+    /* A second file for the same slot is refused; junk is refused. */
+    cf_test_read_file(files[2], true, &dup);
+    assert_cf_error(cf_tdx_collateral_classify(cf_buf_slice(&dup), &parts), CF_E_INVALID_ARGUMENT);
+    assert_cf_error(cf_tdx_collateral_classify(cf_slice_cstr("{\"x\":1}"), &parts), CF_E_MALFORMED);
+    assert_cf_error(cf_tdx_collateral_classify(cf_slice_cstr("hello"), &parts), CF_E_MALFORMED);
+    cf_buf_init(&col, 0);
+    assert_cf_ok(cf_tdx_collateral_assemble(&parts, &col));
+    cf_claims c;
+    cf_buf q;
+    cf_test_read_file(V "trustee/tdx_quote_v4_debug_td.bin", true, &q);
+    assert_cf_ok(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), "{\"debug_allowed\":true}",
+                             at("2023-07-01T01:00:00Z"), NULL, &c));
+    assert_string_equal(c.tcb, "UpToDate");
+    cf_claims_free(&c);
+    cf_buf_free(&q);
+    cf_buf_free(&col);
+    cf_buf_free(&dup);
+    cf_buf_free(&chain);
+    for (size_t i = 0; i < 4; i++) {
+        cf_buf_free(&bufs[i]);
+    }
+}
+
 /* ---- PCK extension and TCB matching ------------------------------------------ */
 
 static void test_pck_extension_and_tcb_rules(void **state)
@@ -855,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_policy_td_attributes),
         cmocka_unit_test(test_collateral_tampering),
         cmocka_unit_test(test_json_member_span),
+        cmocka_unit_test(test_collateral_classify_files),
         cmocka_unit_test(test_pck_extension_and_tcb_rules),
         cmocka_unit_test(test_pinned_root_and_time_parser),
     };
