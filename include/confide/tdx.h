@@ -234,8 +234,9 @@ CF_RESULT cf_tdx_qe_identity_parse(cf_slice raw, cf_tdx_qe_identity *out);
 void cf_tdx_qe_identity_free(cf_tdx_qe_identity *q);
 
 /* Find the exact raw bytes of the value of top-level member `key` in a JSON
- * object (bounded scan, depth <= 64; no re-serialisation). Used for PCS API
- * bodies {"tcbInfo":{...},"signature":"..."}. */
+ * object (json.h's strict scanner: whole document validated, duplicate names
+ * refused, depth <= 64, 1 MiB; no re-serialisation). Used for PCS API bodies
+ * {"tcbInfo":{...},"signature":"..."}. */
 CF_RESULT cf_tdx_json_member_span(cf_slice json, const char *key, cf_slice *out);
 
 /* The separate files Intel PCS hands out (and go-tdx-guest / trustee ship),

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "tdx_internal.h"
 
@@ -325,7 +326,7 @@ static CF_RESULT window_ok(int64_t issue, int64_t next, int64_t now, const char 
 static CF_RESULT push_crl(STACK_OF(X509_CRL) *crls, const cf_buf *der, const char *what)
 {
     X509_CRL *crl = NULL;
-    CF_GUARD_MSG(tdx_load_crl(cf_buf_slice(der), &crl), what);
+    CF_GUARD_MSG(cf_crl_load_any(cf_buf_slice(der), &crl), what);
     if (sk_X509_CRL_push(crls, crl) <= 0) {
         X509_CRL_free(crl);
         CF_BAIL_MSG(CF_E_NO_MEMORY, "sk_X509_CRL_push failed");
@@ -378,14 +379,15 @@ CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out)
 
     /* 4. QE report_data = SHA-256(attestation key || QE auth data) || 32 zero bytes. */
     {
-        EVP_MD_CTX *md = EVP_MD_CTX_new();
-        unsigned int dl = 0;
-        bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
-                  EVP_DigestUpdate(md, q.attestation_key, 64) == 1 &&
-                  EVP_DigestUpdate(md, q.qe_auth_data.ptr, q.qe_auth_data.len) == 1 &&
-                  EVP_DigestFinal_ex(md, digest, &dl) == 1 && dl == 32;
-        EVP_MD_CTX_free(md);
-        CF_ENSURE_MSG_OUT(ok, CF_E_CRYPTO, "sha256 failed");
+        cf_hash_ctx h;
+        memset(&h, 0, sizeof h);
+        if (cf_is_error(cf_hash_init(&h, CF_HASH_SHA256)) ||
+            cf_is_error(cf_hash_update(&h, cf_slice_make(q.attestation_key, 64))) ||
+            cf_is_error(cf_hash_update(&h, q.qe_auth_data)) || cf_is_error(cf_hash_final(&h, digest))) {
+            cf_hash_free(&h);
+            result = CF_ERROR;
+            goto out;
+        }
     }
     CF_ENSURE_MSG_OUT(cf_ct_equal(digest, q.qe_report.report_data, 32) && cf_ct_equal(zeros, q.qe_report.report_data + 32, 32),
                       CF_E_BAD_SIGNATURE, "tdx: QE report_data does not bind the attestation key and QE auth data");

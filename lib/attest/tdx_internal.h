@@ -1,8 +1,6 @@
-/* tdx_internal.h — OpenSSL helpers private to the TDX verifier (lib/attest/tdx_*.c).
- *
- * These are local because the shared crypto wrappers (crypto.h) were not yet
- * available when the TDX verifier was written; they use OpenSSL 3.0 EVP and
- * X509 APIs only and can be swapped for the crypto.h ones one to one. */
+/* tdx_internal.h — helpers private to the TDX verifier (lib/attest/tdx_*.c):
+ * thin adaptors over crypto.h for the quote's raw encodings, and the Intel
+ * chain verification (which needs more than cf_x509_verify_chain offers). */
 #ifndef CONFIDE_TDX_INTERNAL_H
 #define CONFIDE_TDX_INTERNAL_H
 
@@ -13,15 +11,12 @@
 
 #define TDX_MAX_CHAIN_CERTS 8
 
-CF_RESULT tdx_sha256(cf_slice in, uint8_t out[32]);
 /* P-256 public key from raw x||y (64 bytes). */
 CF_RESULT tdx_p256_from_xy(const uint8_t xy[64], EVP_PKEY **out);
 /* ECDSA-SHA256 over msg; sig is raw r||s, 32 bytes each, big-endian. */
 CF_RESULT tdx_ecdsa_verify_raw(EVP_PKEY *pub, cf_slice msg, const uint8_t sig[64]);
 /* Every certificate of a PEM bundle (trailing NULs tolerated), 1..8 certs. */
 CF_RESULT tdx_load_pem_chain(cf_slice pem, STACK_OF(X509) **out);
-/* A CRL in DER or PEM. */
-CF_RESULT tdx_load_crl(cf_slice data, X509_CRL **out);
 /* The pinned Intel SGX Root CA (fingerprint checked). Caller frees. */
 CF_RESULT tdx_intel_root(X509 **out);
 

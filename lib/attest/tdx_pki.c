@@ -1,148 +1,39 @@
-/* tdx_pki.c — hashing, raw ECDSA P-256 and Intel chain verification for the
- * TDX verifier (OpenSSL 3.0 EVP / X509 only; see tdx_internal.h). */
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
+/* tdx_pki.c — the TDX verifier's use of the crypto.h wrappers, plus the
+ * Intel chain verification it needs beyond cf_x509_verify_chain: the pinned
+ * root compared byte for byte, per-chain CRL modes, and the TCB Signing
+ * notBefore exception (docs/attestation.md §Intel TDX). */
 #include <openssl/err.h>
-#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
 #include <string.h>
 #include <time.h>
 
+#include "confide/crypto.h"
 #include "tdx_internal.h"
-
-CF_RESULT tdx_sha256(cf_slice in, uint8_t out[32])
-{
-    unsigned int len = 0;
-    CF_ENSURE_MSG(EVP_Digest(in.ptr, in.len, out, &len, EVP_sha256(), NULL) == 1 && len == 32, CF_E_CRYPTO,
-                  "sha256 failed");
-    return CF_OK;
-}
 
 CF_RESULT tdx_p256_from_xy(const uint8_t xy[64], EVP_PKEY **out)
 {
-    cf_result result = CF_OK;
-    uint8_t point[65];
-    EVP_PKEY_CTX *ctx = NULL;
-    EVP_PKEY *pkey = NULL;
-    OSSL_PARAM params[3];
-    char group[] = "prime256v1";
-
-    point[0] = 0x04;
-    memcpy(point + 1, xy, 64);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point);
-    params[2] = OSSL_PARAM_construct_end();
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    CF_ENSURE_MSG_OUT(ctx != NULL, CF_E_NO_MEMORY, "EVP_PKEY_CTX_new_from_name failed");
-    CF_ENSURE_MSG_OUT(EVP_PKEY_fromdata_init(ctx) == 1 &&
-                          EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1,
-                      CF_E_BAD_KEY, "not a P-256 point");
-    /* fromdata does not always check that the point is on the curve. */
-    EVP_PKEY_CTX_free(ctx);
-    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-    CF_ENSURE_MSG_OUT(ctx != NULL, CF_E_NO_MEMORY, "EVP_PKEY_CTX_new_from_pkey failed");
-    CF_ENSURE_MSG_OUT(EVP_PKEY_public_check(ctx) == 1, CF_E_BAD_KEY, "P-256 point is not on the curve");
-    *out = pkey;
-    pkey = NULL;
-out:
-    ERR_clear_error();
-    EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
-    return result;
+    return cf_ec_public_from_point(CF_EC_P256, cf_slice_make(xy, 64), out);
 }
 
 CF_RESULT tdx_ecdsa_verify_raw(EVP_PKEY *pub, cf_slice msg, const uint8_t sig[64])
 {
-    cf_result result = CF_OK;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    unsigned char *der = NULL;
-    EVP_MD_CTX *md = NULL;
-
-    es = ECDSA_SIG_new();
-    r = BN_bin2bn(sig, 32, NULL);
-    s = BN_bin2bn(sig + 32, 32, NULL);
-    CF_ENSURE_MSG_OUT(es != NULL && r != NULL && s != NULL, CF_E_NO_MEMORY, "bignum allocation failed");
-    CF_ENSURE_MSG_OUT(ECDSA_SIG_set0(es, r, s) == 1, CF_E_NO_MEMORY, "ECDSA_SIG_set0 failed");
-    r = s = NULL;
-    int der_len = i2d_ECDSA_SIG(es, &der);
-    CF_ENSURE_MSG_OUT(der_len > 0, CF_E_CRYPTO, "i2d_ECDSA_SIG failed");
-    md = EVP_MD_CTX_new();
-    CF_ENSURE_MSG_OUT(md != NULL, CF_E_NO_MEMORY, "EVP_MD_CTX_new failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1, CF_E_BAD_KEY,
-                      "EVP_DigestVerifyInit failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestVerify(md, der, (size_t)der_len, msg.ptr, msg.len) == 1, CF_E_BAD_SIGNATURE,
-                      "ECDSA P-256 signature does not verify");
-out:
-    ERR_clear_error();
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(der);
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return result;
+    return cf_ecdsa_verify_raw(pub, CF_HASH_SHA256, msg, cf_slice_make(sig, 32), cf_slice_make(sig + 32, 32), false);
 }
 
 CF_RESULT tdx_load_pem_chain(cf_slice pem, STACK_OF(X509) **out)
 {
-    cf_result result = CF_OK;
-    BIO *bio = NULL;
-    STACK_OF(X509) *chain = NULL;
-    X509 *cert = NULL;
-
     /* Certification data type 5 is NUL-terminated PEM in real quotes. */
     while (pem.len > 0 && pem.ptr[pem.len - 1] == 0) {
         pem.len--;
     }
-    CF_ENSURE_MSG_OUT(pem.len > 0 && pem.len <= 64 * 1024, CF_E_MALFORMED, "PEM chain empty or too large");
-    bio = BIO_new_mem_buf(pem.ptr, (int)pem.len);
-    chain = sk_X509_new_null();
-    CF_ENSURE_MSG_OUT(bio != NULL && chain != NULL, CF_E_NO_MEMORY, "allocation failed");
-    for (;;) {
-        ERR_clear_error();
-        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-        if (cert == NULL) {
-            unsigned long e = ERR_peek_last_error();
-            bool eof = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-            CF_ENSURE_MSG_OUT(eof && sk_X509_num(chain) > 0, CF_E_CERT, "broken PEM certificate chain");
-            break;
-        }
-        CF_ENSURE_MSG_OUT(sk_X509_num(chain) < TDX_MAX_CHAIN_CERTS, CF_E_LIMIT, "PEM chain has more than 8 certificates");
-        CF_ENSURE_MSG_OUT(sk_X509_push(chain, cert) > 0, CF_E_NO_MEMORY, "sk_X509_push failed");
-        cert = NULL;
+    STACK_OF(X509) *chain = NULL;
+    CF_GUARD_MSG(cf_x509_load_pem(pem, &chain), "broken PEM certificate chain");
+    if (sk_X509_num(chain) > TDX_MAX_CHAIN_CERTS) {
+        sk_X509_pop_free(chain, X509_free);
+        CF_BAIL_MSG(CF_E_LIMIT, "PEM chain has more than 8 certificates");
     }
     *out = chain;
-    chain = NULL;
-out:
-    ERR_clear_error();
-    X509_free(cert);
-    sk_X509_pop_free(chain, X509_free);
-    BIO_free(bio);
-    return result;
-}
-
-CF_RESULT tdx_load_crl(cf_slice data, X509_CRL **out)
-{
-    CF_ENSURE_MSG(data.len > 0 && data.len <= 1024 * 1024, CF_E_MALFORMED, "CRL empty or larger than 1 MiB");
-    X509_CRL *crl = NULL;
-    if (data.ptr[0] == 0x30) {
-        const unsigned char *p = data.ptr;
-        crl = d2i_X509_CRL(NULL, &p, (long)data.len);
-        if (crl != NULL && p != data.ptr + data.len) {
-            X509_CRL_free(crl);
-            crl = NULL;
-        }
-    } else {
-        BIO *bio = BIO_new_mem_buf(data.ptr, (int)data.len);
-        if (bio != NULL) {
-            crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-            BIO_free(bio);
-        }
-    }
-    ERR_clear_error();
-    CF_ENSURE_MSG(crl != NULL, CF_E_MALFORMED, "CRL is neither exact DER nor PEM");
-    *out = crl;
     return CF_OK;
 }
 
@@ -150,7 +41,7 @@ CF_RESULT tdx_intel_root(X509 **out)
 {
     cf_slice der = cf_tdx_intel_root_der();
     uint8_t fp[32];
-    CF_GUARD(tdx_sha256(der, fp));
+    CF_GUARD(cf_sha256(der, fp));
     CF_ENSURE_MSG(memcmp(fp, cf_tdx_intel_root_sha256, 32) == 0, CF_E_INTERNAL,
                   "compiled-in Intel SGX Root CA does not match its pinned fingerprint");
     const unsigned char *p = der.ptr;

@@ -8,6 +8,7 @@
 
 #include "attest/tdx_internal.h"
 #include "confide/attest.h"
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "confide/tdx.h"
 #include "test_helper.h"
@@ -869,7 +870,7 @@ static void test_pinned_root_and_time_parser(void **state)
     cf_test_read_file(V "roots/intel_sgx_root_ca.der", true, &der);
     assert_true(cf_slice_eq(cf_buf_slice(&der), cf_tdx_intel_root_der()));
     uint8_t fp[32];
-    assert_cf_ok(tdx_sha256(cf_tdx_intel_root_der(), fp));
+    assert_cf_ok(cf_sha256(cf_tdx_intel_root_der(), fp));
     assert_memory_equal(fp, cf_tdx_intel_root_sha256, 32);
     cf_buf_free(&der);
     assert_int_equal(at("1970-01-01T00:00:00Z"), 0);
