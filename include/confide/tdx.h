@@ -287,6 +287,16 @@ CF_RESULT cf_tdx_tcb_evaluate(const cf_tdx_quote *q, const cf_tdx_pck_ext *pck, 
                               const cf_tdx_qe_identity *qe, cf_tdx_tcb_result *out);
 void cf_tdx_tcb_result_free(cf_tdx_tcb_result *r);
 
+/* ---- Verified-chain cache ---------------------------------------------------
+ * Successful Intel chain verifications (PCK chains and TCB Signing chains,
+ * with their CRLs) are remembered, keyed by SHA-256 of every certificate and
+ * CRL byte plus the check mode, together with the time window in which the
+ * result cannot change; a later verification at a time inside that window
+ * skips X509_verify_cert. Failures are never cached. On by default; 32
+ * entries, process-wide, thread-safe. */
+void cf_tdx_chain_cache_enable(bool on);
+void cf_tdx_chain_cache_clear(void);
+
 /* ---- Trust anchor --------------------------------------------------------- */
 
 /* DER of the compiled-in Intel SGX Root CA, and its pinned fingerprint. */

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -83,6 +84,163 @@ static bool same_cert(X509 *a, X509 *b)
     return same;
 }
 
+/* ---- Cache of verified chains ----------------------------------------------
+ *
+ * X509_verify_cert's answer for fixed inputs (certificates, CRLs, flags)
+ * depends on the verification time only through validity periods: it is the
+ * same for every time in [max(notBefore, CRL thisUpdate), min(notAfter, CRL
+ * nextUpdate)). So a success is remembered under SHA-256 of every input byte
+ * with that window (half-open, slightly narrower than OpenSSL's inclusive
+ * bounds), and reused only for times inside it. Failures are never cached.
+ * A fixed table, round-robin replacement, one mutex. */
+
+#define CHAIN_CACHE_SLOTS 32
+
+typedef struct chain_cache_entry {
+    bool used;
+    uint8_t key[CF_SHA256_LEN];
+    int64_t lo, hi;
+} chain_cache_entry;
+
+static pthread_mutex_t chain_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static chain_cache_entry chain_cache[CHAIN_CACHE_SLOTS];
+static size_t chain_cache_next;
+static bool chain_cache_on = true;
+
+void cf_tdx_chain_cache_enable(bool on)
+{
+    pthread_mutex_lock(&chain_cache_lock);
+    chain_cache_on = on;
+    pthread_mutex_unlock(&chain_cache_lock);
+}
+
+void cf_tdx_chain_cache_clear(void)
+{
+    pthread_mutex_lock(&chain_cache_lock);
+    memset(chain_cache, 0, sizeof chain_cache);
+    chain_cache_next = 0;
+    pthread_mutex_unlock(&chain_cache_lock);
+}
+
+static CF_RESULT hash_der(cf_hash_ctx *h, unsigned char *der, int len)
+{
+    cf_result result = CF_OK;
+    uint8_t len_be[4];
+    CF_ENSURE_MSG_OUT(len > 0, CF_E_CRYPTO, "DER encoding failed");
+    len_be[0] = (uint8_t)(len >> 24);
+    len_be[1] = (uint8_t)(len >> 16);
+    len_be[2] = (uint8_t)(len >> 8);
+    len_be[3] = (uint8_t)len;
+    CF_GUARD_OUT(cf_hash_update(h, cf_slice_make(len_be, 4)));
+    CF_GUARD_OUT(cf_hash_update(h, cf_slice_make(der, (size_t)len)));
+out:
+    OPENSSL_free(der);
+    return result;
+}
+
+static CF_RESULT chain_cache_key(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
+                                 bool allow_not_yet_valid, uint8_t key[CF_SHA256_LEN])
+{
+    cf_result result = CF_OK;
+    cf_hash_ctx h;
+    memset(&h, 0, sizeof h);
+    uint8_t mode[2] = {(uint8_t)crl_mode, (uint8_t)allow_not_yet_valid};
+    CF_GUARD_OUT(cf_hash_init(&h, CF_HASH_SHA256));
+    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(mode, 2)));
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        unsigned char *der = NULL;
+        int len = i2d_X509(sk_X509_value(chain, i), &der);
+        CF_GUARD_OUT(hash_der(&h, der, len));
+    }
+    /* A marker between certificates and CRLs keeps the encoding unambiguous
+     * (a length prefix of zero never occurs for real DER). */
+    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make("\0\0\0\0", 4)));
+    for (int i = 0; crl_mode != TDX_CRL_NONE && i < sk_X509_CRL_num(crls); i++) {
+        unsigned char *der = NULL;
+        int len = i2d_X509_CRL(sk_X509_CRL_value(crls, i), &der);
+        CF_GUARD_OUT(hash_der(&h, der, len));
+    }
+    CF_GUARD_OUT(cf_hash_final(&h, key));
+out:
+    cf_hash_free(&h);
+    return result;
+}
+
+static bool asn1_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        return false;
+    }
+    *out = (int64_t)timegm(&tm);
+    return true;
+}
+
+/* The window in which the verification result cannot change; false if a
+ * time does not convert (then nothing is cached). */
+static bool validity_window(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
+                            bool allow_not_yet_valid, int64_t *lo, int64_t *hi)
+{
+    int64_t l = INT64_MIN, h = INT64_MAX, t;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
+        if (!allow_not_yet_valid) {
+            if (!asn1_time_unix(X509_get0_notBefore(c), &t)) {
+                return false;
+            }
+            l = t > l ? t : l;
+        }
+        if (!asn1_time_unix(X509_get0_notAfter(c), &t)) {
+            return false;
+        }
+        h = t < h ? t : h;
+    }
+    for (int i = 0; crl_mode != TDX_CRL_NONE && i < sk_X509_CRL_num(crls); i++) {
+        X509_CRL *crl = sk_X509_CRL_value(crls, i);
+        if (!asn1_time_unix(X509_CRL_get0_lastUpdate(crl), &t)) {
+            return false;
+        }
+        l = t > l ? t : l;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        if (next != NULL) {
+            if (!asn1_time_unix(next, &t)) {
+                return false;
+            }
+            h = t < h ? t : h;
+        }
+    }
+    *lo = l;
+    *hi = h;
+    return true;
+}
+
+static bool chain_cache_lookup(const uint8_t key[CF_SHA256_LEN], int64_t at)
+{
+    bool hit = false;
+    pthread_mutex_lock(&chain_cache_lock);
+    for (size_t i = 0; chain_cache_on && i < CHAIN_CACHE_SLOTS && !hit; i++) {
+        hit = chain_cache[i].used && memcmp(chain_cache[i].key, key, CF_SHA256_LEN) == 0 && chain_cache[i].lo <= at &&
+              at < chain_cache[i].hi;
+    }
+    pthread_mutex_unlock(&chain_cache_lock);
+    return hit;
+}
+
+static void chain_cache_insert(const uint8_t key[CF_SHA256_LEN], int64_t lo, int64_t hi)
+{
+    pthread_mutex_lock(&chain_cache_lock);
+    if (chain_cache_on) {
+        chain_cache_entry *e = &chain_cache[chain_cache_next];
+        chain_cache_next = (chain_cache_next + 1) % CHAIN_CACHE_SLOTS;
+        e->used = true;
+        memcpy(e->key, key, CF_SHA256_LEN);
+        e->lo = lo;
+        e->hi = hi;
+    }
+    pthread_mutex_unlock(&chain_cache_lock);
+}
+
 CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
                                  int64_t at, bool allow_not_yet_valid, const char *what)
 {
@@ -97,6 +255,12 @@ CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls
     if (n < 2 || !same_cert(sk_X509_value(chain, n - 1), root)) {
         cf_error_setf(CF_E_CERT, __FILE__, __LINE__, "%s: chain does not end in the pinned Intel SGX Root CA", what);
         result = CF_ERROR;
+        goto out;
+    }
+    uint8_t key[CF_SHA256_LEN];
+    int64_t lo, hi;
+    CF_GUARD_OUT(chain_cache_key(chain, crls, crl_mode, allow_not_yet_valid, key));
+    if (chain_cache_lookup(key, at)) {
         goto out;
     }
     store = X509_STORE_new();
@@ -140,6 +304,9 @@ CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls
                       X509_verify_cert_error_string(err));
         result = CF_ERROR;
         goto out;
+    }
+    if (validity_window(chain, crls, crl_mode, allow_not_yet_valid, &lo, &hi) && lo <= at && at < hi) {
+        chain_cache_insert(key, lo, hi);
     }
 out:
     ERR_clear_error();

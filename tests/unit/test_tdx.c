@@ -863,6 +863,42 @@ static void test_pck_extension_and_tcb_rules(void **state)
     cf_buf_free(&col);
 }
 
+/* The verified-chain cache never changes an answer: same results with it
+ * off and on, warm entries are not used outside their window, and changed
+ * bytes never hit. */
+static void test_chain_cache(void **state)
+{
+    (void)state;
+    cf_buf col;
+    spr_collateral(&col);
+    const char *policy = "{\"verification\":\"chain_only\",\"sept_ve_disable_required\":false}";
+    const char *quote = V "go-tdx-guest/tdx_quote_v4_SPR_E4.bin";
+    static const char *const times[] = {"2023-07-01T01:00:00Z", "2023-01-01T00:00:00Z", "2053-07-01T00:00:00Z",
+                                        "2023-07-01T01:00:00Z", "2030-01-01T00:00:00Z"};
+    static const cf_error_code want[] = {CF_E_OK, CF_E_EXPIRED, CF_E_EXPIRED, CF_E_OK, CF_E_EXPIRED};
+    for (int round = 0; round < 3; round++) {
+        cf_tdx_chain_cache_clear();
+        cf_tdx_chain_cache_enable(round != 0);
+        for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+            cf_result r = verify_files(quote, cf_buf_slice(&col), policy, at(times[i]));
+            if (want[i] == CF_E_OK) {
+                assert_cf_ok(r);
+            } else {
+                assert_cf_error(r, want[i]);
+            }
+        }
+    }
+    cf_tdx_chain_cache_enable(true);
+    /* Warm cache, then the same chain with a changed CRL set: its own key. */
+    assert_cf_ok(verify_files(quote, cf_buf_slice(&col), policy, at("2023-07-01T01:00:00Z")));
+    assert_cf_error(verify_files(quote, CF_SLICE_EMPTY, policy, at("2023-07-01T01:00:00Z")), CF_E_REVOKED);
+    assert_cf_ok(verify_files(quote, CF_SLICE_EMPTY,
+                              "{\"verification\":\"chain_only\",\"sept_ve_disable_required\":false,"
+                              "\"allow_missing_crls\":true}",
+                              at("2023-07-01T01:00:00Z")));
+    cf_buf_free(&col);
+}
+
 static void test_pinned_root_and_time_parser(void **state)
 {
     (void)state;
@@ -905,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_json_member_span),
         cmocka_unit_test(test_collateral_classify_files),
         cmocka_unit_test(test_pck_extension_and_tcb_rules),
+        cmocka_unit_test(test_chain_cache),
         cmocka_unit_test(test_pinned_root_and_time_parser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
