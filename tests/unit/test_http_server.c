@@ -1,0 +1,690 @@
+/* test_http_server.c — the evhttp server on one in-process loop, loopback
+ * only: round trip through the curl client, routing and JSON errors, 413,
+ * health and metrics, deferred responses with client disconnect, streaming
+ * with a slow reader (backpressure) and a vanishing reader, read timeout,
+ * graceful shutdown (drain and forced). */
+#include "test_helper.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "confide/http_client.h"
+#include "confide/http_server.h"
+#include "confide/log.h"
+#include "confide/metrics.h"
+
+/* ---- loop helpers ------------------------------------------------------------ */
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Run the loop until *flag or ms elapsed; returns *flag. */
+static bool run_until(struct event_base *base, const bool *flag, int ms)
+{
+    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
+    struct timeval tv = {0, 5000};
+    event_add(t, &tv);
+    struct timeval start, now;
+    gettimeofday(&start, NULL);
+    for (;;) {
+        if (*flag) {
+            break;
+        }
+        gettimeofday(&now, NULL);
+        long el = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_usec - start.tv_usec) / 1000;
+        if (el > ms) {
+            break;
+        }
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(t);
+    return *flag;
+}
+
+static void run_for(struct event_base *base, int ms)
+{
+    bool never = false;
+    run_until(base, &never, ms);
+}
+
+/* ---- a client call collected into a buffer ------------------------------------- */
+
+typedef struct result {
+    bool done;
+    cf_http_error error;
+    long status;
+    char content_type[128];
+    char x_header[128];
+    cf_buf body;
+} result;
+
+static void res_response(cf_http_call *call, long status, void *arg)
+{
+    result *r = arg;
+    r->status = status;
+    const char *ct = cf_http_call_header(call, "content-type");
+    const char *x = cf_http_call_header(call, "x-test");
+    snprintf(r->content_type, sizeof r->content_type, "%s", ct ? ct : "");
+    snprintf(r->x_header, sizeof r->x_header, "%s", x ? x : "");
+}
+
+static cf_http_body_action res_body(cf_http_call *call, cf_slice data, void *arg)
+{
+    result *r = arg;
+    (void)call;
+    return cf_is_ok(cf_buf_append_slice(&r->body, data)) ? CF_HTTP_BODY_CONTINUE : CF_HTTP_BODY_ABORT;
+}
+
+static void res_done(cf_http_call *call, cf_http_error error, void *arg)
+{
+    result *r = arg;
+    (void)call;
+    r->done = true;
+    r->error = error;
+}
+
+static void do_call(struct event_base *base, cf_http_client *client, const char *method, const char *url,
+                    cf_slice body, result *r)
+{
+    memset(r, 0, sizeof *r);
+    cf_buf_init(&r->body, 1 << 24);
+    cf_http_call_opts o = {.method = method, .url = url, .body = body, .total_timeout_ms = 1900,
+                           .on_response = res_response, .on_body = res_body, .on_done = res_done, .arg = r};
+    assert_cf_ok(cf_http_call_start(client, &o, NULL));
+    assert_true(run_until(base, &r->done, 1950));
+}
+
+static json_t *body_json(const result *r)
+{
+    json_error_t err;
+    json_t *j = json_loadb((const char *)r->body.data, r->body.len, 0, &err);
+    assert_non_null(j);
+    return j;
+}
+
+static void assert_openai_error(const result *r, const char *type, const char *code)
+{
+    json_t *j = body_json(r);
+    json_t *e = json_object_get(j, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "type")), type);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    assert_true(json_is_string(json_object_get(e, "message")));
+    json_decref(j);
+    assert_string_equal(r->content_type, "application/json");
+}
+
+/* ---- fixture ----------------------------------------------------------------- */
+
+typedef struct fixture {
+    struct event_base *base;
+    cf_http_server *server;
+    cf_http_client *client;
+    cf_metrics *metrics;
+    char url[128];
+    /* handler state */
+    cf_http_request *held;
+    int close_calls;
+    bool closed;
+    /* streaming producer */
+    size_t produced;
+    size_t produce_total;
+    size_t chunk;
+    size_t max_pending;
+    int congestion_events;
+    int writable_calls;
+    bool stream_ended;
+    bool stream_write_failed;
+} fixture;
+
+static fixture *fx_new(const cf_http_server_config *cfg_in)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    assert_cf_ok(cf_metrics_new(&f->metrics));
+    cf_http_server_config cfg = cfg_in ? *cfg_in : (cf_http_server_config){0};
+    cfg.metrics = f->metrics;
+    cfg.name = "test";
+    assert_cf_ok(cf_http_server_new(f->base, &cfg, &f->server));
+    cf_http_client_config cc = {.allow_plain_http = true, .connect_timeout_ms = 1000};
+    assert_cf_ok(cf_http_client_new(f->base, &cc, &f->client));
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%u", cf_http_server_port(f->server));
+    return f;
+}
+
+static void fx_free(fixture *f)
+{
+    cf_http_client_free(f->client);
+    cf_http_server_free(f->server);
+    cf_metrics_free(f->metrics);
+    event_base_free(f->base);
+    free(f);
+}
+
+static const char *url(fixture *f, const char *path)
+{
+    static char buf[256];
+    snprintf(buf, sizeof buf, "%s%s", f->url, path);
+    return buf;
+}
+
+/* ---- handlers ------------------------------------------------------------------ */
+
+static void echo_handler(cf_http_request *req, void *arg)
+{
+    (void)arg;
+    char id[32];
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)cf_http_request_id(req));
+    const char *in = cf_http_request_header(req, "X-Test");
+    cf_http_header h[] = {{"X-Test", in ? in : "none"}, {"X-Request-Id", id}, {NULL, NULL}};
+    assert_cf_ok(cf_http_respond(req, 200, "application/octet-stream", cf_http_request_body(req), h));
+}
+
+static void error_handler(cf_http_request *req, void *arg)
+{
+    (void)arg;
+    cf_http_header h[] = {{"X-Test", "err"}, {"Retry-After", "3"}, {NULL, NULL}};
+    /* Header injection is refused and leaves the request usable. */
+    cf_http_header bad[] = {{"X-Evil", "a\r\nSet-Cookie: x"}, {NULL, NULL}};
+    assert_cf_error(cf_http_respond(req, 200, "text/plain", cf_slice_cstr("x"), bad), CF_E_INVALID_ARGUMENT);
+    assert_cf_ok(cf_http_respond_error(req, 429, "rate_limit_error", "rate_limited", "Slow down \"please\".", h));
+}
+
+static void json_handler(cf_http_request *req, void *arg)
+{
+    (void)arg;
+    json_t *j = json_pack("{s:s, s:i}", "object", "list", "n", 3);
+    assert_cf_ok(cf_http_respond_json(req, 201, j, NULL));
+    json_decref(j);
+}
+
+static void test_round_trip_routing_and_errors(void **state)
+{
+    (void)state;
+    fixture *f = fx_new(NULL);
+    assert_cf_ok(cf_http_server_route(f->server, "POST", "/echo", echo_handler, f));
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/err", error_handler, f));
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/json", json_handler, f));
+    assert_cf_error(cf_http_server_route(f->server, "POST", "/echo", echo_handler, f), CF_E_INVALID_ARGUMENT);
+    assert_cf_error(cf_http_server_route(f->server, "BREW", "/x", echo_handler, f), CF_E_INVALID_ARGUMENT);
+    assert_cf_error(cf_http_server_route(f->server, "GET", "nopath", echo_handler, f), CF_E_INVALID_ARGUMENT);
+    result r;
+
+    /* Echo of a binary body, twice over one reused connection. */
+    uint8_t payload[3000];
+    for (size_t i = 0; i < sizeof payload; i++) {
+        payload[i] = (uint8_t)(i * 7);
+    }
+    for (int round = 0; round < 2; round++) {
+        do_call(f->base, f->client, "POST", url(f, "/echo"), cf_slice_make(payload, sizeof payload), &r);
+        assert_int_equal(r.error, CF_HTTP_OK);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.content_type, "application/octet-stream");
+        assert_string_equal(r.x_header, "none");
+        assert_int_equal(r.body.len, sizeof payload);
+        assert_memory_equal(r.body.data, payload, sizeof payload);
+        cf_buf_free(&r.body);
+    }
+
+    do_call(f->base, f->client, "GET", url(f, "/json"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 201);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "object")), "list");
+    assert_int_equal(json_integer_value(json_object_get(j, "n")), 3);
+    json_decref(j);
+    cf_buf_free(&r.body);
+
+    do_call(f->base, f->client, "GET", url(f, "/err"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(r.x_header, "err");
+    assert_openai_error(&r, "rate_limit_error", "rate_limited");
+    j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+                        "Slow down \"please\".");
+    json_decref(j);
+    cf_buf_free(&r.body);
+
+    do_call(f->base, f->client, "GET", url(f, "/nope?x=1"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 404);
+    assert_openai_error(&r, "invalid_request_error", "unknown_url");
+    cf_buf_free(&r.body);
+
+    do_call(f->base, f->client, "GET", url(f, "/echo"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 405);
+    assert_openai_error(&r, "invalid_request_error", "method_not_allowed");
+    cf_buf_free(&r.body);
+    assert_int_equal(cf_http_server_active(f->server), 0);
+    fx_free(f);
+}
+
+static cf_result unhealthy(void *arg)
+{
+    bool *ok = arg;
+    CF_ENSURE_MSG(*ok, CF_E_UPSTREAM, "backend down");
+    return CF_OK;
+}
+
+static void test_health_and_metrics(void **state)
+{
+    (void)state;
+    fixture *f = fx_new(NULL);
+    bool healthy = true;
+    assert_cf_ok(cf_http_server_add_health(f->server, unhealthy, &healthy));
+    assert_cf_ok(cf_http_server_add_metrics(f->server, f->metrics));
+    result r;
+    do_call(f->base, f->client, "GET", url(f, "/healthz"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, strlen("{\"status\":\"ok\"}"));
+    assert_memory_equal(r.body.data, "{\"status\":\"ok\"}", r.body.len);
+    cf_buf_free(&r.body);
+    healthy = false;
+    do_call(f->base, f->client, "GET", url(f, "/healthz"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 503);
+    assert_openai_error(&r, "server_error", "upstream_error");
+    cf_buf_free(&r.body);
+    do_call(f->base, f->client, "GET", url(f, "/missing"), CF_SLICE_EMPTY, &r);
+    cf_buf_free(&r.body);
+
+    do_call(f->base, f->client, "GET", url(f, "/metrics"), CF_SLICE_EMPTY, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type, CF_METRICS_CONTENT_TYPE);
+    assert_cf_ok(cf_buf_append_u8(&r.body, 0));
+    const char *text = (const char *)r.body.data;
+    assert_non_null(strstr(text, "# TYPE confide_http_requests_total counter\n"));
+    assert_non_null(strstr(text, "confide_http_requests_total{server=\"test\",code=\"2xx\"} 1\n"));
+    assert_non_null(strstr(text, "confide_http_requests_total{server=\"test\",code=\"4xx\"} 1\n"));
+    assert_non_null(strstr(text, "confide_http_requests_total{server=\"test\",code=\"5xx\"} 1\n"));
+    /* The /metrics request itself is in flight while rendering. */
+    assert_non_null(strstr(text, "confide_http_requests_active{server=\"test\"} 1\n"));
+    assert_non_null(strstr(text, "confide_http_request_duration_seconds_count{server=\"test\"} 3\n"));
+    cf_buf_free(&r.body);
+    fx_free(f);
+}
+
+static void test_body_limit_413(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.max_body_size = 1024};
+    fixture *f = fx_new(&cfg);
+    assert_cf_ok(cf_http_server_route(f->server, "POST", "/echo", echo_handler, f));
+    static uint8_t big[5000];
+    memset(big, 'a', sizeof big);
+    result r;
+    do_call(f->base, f->client, "POST", url(f, "/echo"), cf_slice_make(big, 1024), &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 1024);
+    cf_buf_free(&r.body);
+    do_call(f->base, f->client, "POST", url(f, "/echo"), cf_slice_make(big, 1025), &r);
+    assert_int_equal(r.status, 413);
+    assert_openai_error(&r, "invalid_request_error", "request_too_large");
+    cf_buf_free(&r.body);
+    /* Far beyond the limit: evhttp refuses before reading the body. */
+    do_call(f->base, f->client, "POST", url(f, "/echo"), cf_slice_make(big, sizeof big), &r);
+    if (r.error == CF_HTTP_OK) {
+        assert_int_equal(r.status, 413);
+    } else {
+        /* curl may see the connection close while still sending the body. */
+        assert_int_equal(r.error, CF_HTTP_ERR_PROTOCOL);
+    }
+    cf_buf_free(&r.body);
+    fx_free(f);
+}
+
+/* ---- raw sockets for slow / vanishing readers ---------------------------------------- */
+
+static int raw_connect(uint16_t port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    if (rcvbuf > 0) {
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    assert_int_equal(write(fd, s, n), (ssize_t)n);
+}
+
+typedef struct reader {
+    int fd;
+    struct event *ev;
+    size_t total;
+    char tail[8];
+    bool eof;
+} reader;
+
+static void reader_cb(evutil_socket_t fd, short what, void *arg)
+{
+    reader *rd = arg;
+    (void)what;
+    char buf[65536];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+        rd->total += (size_t)n;
+        size_t keep = (size_t)n < 7 ? (size_t)n : 7;
+        size_t old = strlen(rd->tail);
+        if (old + keep > 7) {
+            memmove(rd->tail, rd->tail + (old + keep - 7), 7 - keep);
+            old = 7 - keep;
+        }
+        memcpy(rd->tail + old, buf + n - keep, keep);
+        rd->tail[old + keep] = '\0';
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        rd->eof = true;
+        event_del(rd->ev);
+    }
+}
+
+static void reader_start(struct event_base *base, reader *rd, int fd)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->fd = fd;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    rd->ev = event_new(base, fd, EV_READ | EV_PERSIST, reader_cb, rd);
+    event_add(rd->ev, NULL);
+}
+
+static void reader_stop(reader *rd)
+{
+    event_free(rd->ev);
+    close(rd->fd);
+}
+
+/* Producer: write chunks while the client keeps up; stop on congestion and
+ * wait for on_writable. */
+static void produce(cf_http_request *req, fixture *f)
+{
+    static uint8_t chunk[16384];
+    memset(chunk, 'x', sizeof chunk);
+    while (f->produced < f->produce_total) {
+        if (cf_http_stream_congested(req)) {
+            f->congestion_events++;
+            return;
+        }
+        size_t n = f->produce_total - f->produced < f->chunk ? f->produce_total - f->produced : f->chunk;
+        if (cf_is_error(cf_http_stream_write(req, cf_slice_make(chunk, n)))) {
+            f->stream_write_failed = true;
+            return;
+        }
+        f->produced += n;
+        size_t p = cf_http_stream_pending(req);
+        if (p > f->max_pending) {
+            f->max_pending = p;
+        }
+    }
+    cf_http_stream_end(req);
+    f->held = NULL;
+    f->stream_ended = true;
+}
+
+static void on_writable(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    f->writable_calls++;
+    produce(req, f);
+}
+
+static void on_stream_close(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    f->close_calls++;
+    f->closed = true;
+    /* Writes after the client left fail; finishing frees the handle. */
+    assert_cf_error(cf_http_stream_write(req, cf_slice_cstr("late")), CF_E_IO);
+    cf_http_stream_end(req);
+    f->held = NULL;
+}
+
+static void stream_handler(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    cf_http_stream_callbacks cbs = {.on_writable = on_writable, .on_close = on_stream_close};
+    cf_http_header h[] = {{"Cache-Control", "no-cache"}, {NULL, NULL}};
+    assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", h, &cbs, f));
+    f->held = req;
+    produce(req, f);
+}
+
+static void test_stream_backpressure_slow_reader(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 64 * 1024, .stream_low_watermark = 16 * 1024};
+    fixture *f = fx_new(&cfg);
+    f->chunk = 16384;
+    f->produce_total = (size_t)(cf_test_under_valgrind() ? 12 : 24) * 1024 * 1024;
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* The client reads nothing: the kernel buffers fill, then our output
+     * buffer reaches the high watermark and the producer must stop. */
+    bool congested = false;
+    for (int i = 0; i < 200 && f->congestion_events == 0; i++) {
+        run_for(f->base, 10);
+    }
+    congested = f->congestion_events > 0;
+    assert_true(congested);
+    /* The kernel may still absorb some bytes (socket buffer autotuning);
+     * wait for the steady state where the producer stays paused. */
+    size_t produced_when_paused = 0;
+    for (int i = 0; i < 15 && produced_when_paused != f->produced; i++) {
+        produced_when_paused = f->produced;
+        run_for(f->base, 100);
+    }
+    /* Paused: nothing more produced while the client does not read. */
+    assert_int_equal(f->produced, produced_when_paused);
+    assert_true(cf_http_stream_congested(f->held));
+    assert_true(f->produced < f->produce_total);
+    /* Memory stays bounded: at most the high watermark plus one chunk. */
+    assert_true(f->max_pending <= 64 * 1024 + f->chunk);
+    int writable_before = f->writable_calls;
+
+    /* Now read: the producer is resumed and the stream completes. */
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &f->stream_ended, 1900));
+    assert_true(f->writable_calls > writable_before);
+    assert_true(f->congestion_events >= 1);
+    assert_false(f->stream_write_failed);
+    assert_true(f->max_pending <= 64 * 1024 + f->chunk);
+    /* Drain the rest: the chunked stream ends with the zero chunk. */
+    for (int i = 0; i < 100 && strcmp(rd.tail, "\r\n0\r\n\r\n") != 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_string_equal(rd.tail, "\r\n0\r\n\r\n");
+    assert_true(rd.total > f->produce_total);
+    assert_int_equal(f->close_calls, 0);
+    reader_stop(&rd);
+    run_for(f->base, 20);
+    fx_free(f);
+}
+
+static void test_stream_client_disconnect(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 32 * 1024};
+    fixture *f = fx_new(&cfg);
+    f->chunk = 1024;
+    f->produce_total = 1u << 30; /* endless: only the disconnect stops it */
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 200 && f->congestion_events == 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_true(f->congestion_events > 0);
+    assert_non_null(f->held);
+    close(fd); /* the client vanishes mid-stream */
+    assert_true(run_until(f->base, &f->closed, 1900));
+    assert_int_equal(f->close_calls, 1);
+    assert_null(f->held);
+    assert_int_equal(cf_http_server_active(f->server), 0);
+    fx_free(f);
+}
+
+/* A handler that waits (like the worker waiting for llama-server): the
+ * client disconnecting is noticed before any response byte is written. */
+static void on_deferred_close(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    f->close_calls++;
+    f->closed = true;
+    assert_true(cf_http_request_peer_gone(req));
+    assert_cf_ok(cf_http_respond(req, 200, "text/plain", cf_slice_cstr("too late"), NULL));
+    f->held = NULL;
+}
+
+static void deferred_handler(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    assert_string_equal(cf_http_request_peer(req), "127.0.0.1");
+    assert_string_equal(cf_http_request_method(req), "POST");
+    assert_string_equal(cf_http_request_path(req), "/wait");
+    assert_string_equal(cf_http_request_query(req), "a=b");
+    cf_slice body = cf_http_request_body(req);
+    assert_true(cf_slice_eq_cstr(body, "hello"));
+    f->held = req;
+    cf_http_request_on_close(req, on_deferred_close, f);
+}
+
+static void test_deferred_response_client_gone(void **state)
+{
+    (void)state;
+    fixture *f = fx_new(NULL);
+    assert_cf_ok(cf_http_server_route(f->server, "POST", "/wait", deferred_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 0);
+    raw_send(fd, "POST /wait?a=b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    for (int i = 0; i < 100 && f->held == NULL; i++) {
+        run_for(f->base, 5);
+    }
+    assert_non_null(f->held);
+    assert_int_equal(cf_http_server_active(f->server), 1);
+    close(fd);
+    assert_true(run_until(f->base, &f->closed, 1900));
+    assert_int_equal(f->close_calls, 1);
+    assert_int_equal(cf_http_server_active(f->server), 0);
+    fx_free(f);
+}
+
+static void test_read_timeout_closes_slow_client(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.read_timeout_ms = 150};
+    fixture *f = fx_new(&cfg);
+    int fd = raw_connect(cf_http_server_port(f->server), 0);
+    raw_send(fd, "GET /never-finished HTTP/1.1\r\nHost:"); /* headers never end */
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &rd.eof, 1500));
+    reader_stop(&rd);
+    fx_free(f);
+}
+
+/* A long-lived event stream: one event, then silence until closed. */
+static void idle_stream_handler(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    cf_http_stream_callbacks cbs = {.on_writable = on_writable, .on_close = on_stream_close};
+    assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", NULL, &cbs, f));
+    assert_cf_ok(cf_http_stream_write(req, cf_slice_cstr("data: hi\n\n")));
+    assert_cf_ok(cf_http_stream_write(req, CF_SLICE_EMPTY)); /* no-op, must not end the stream */
+    f->held = req;
+}
+
+/* ---- graceful shutdown ---------------------------------------------------------------- */
+
+static void shutdown_done(void *arg) { *(bool *)arg = true; }
+
+static void test_shutdown_drains_then_forces(void **state)
+{
+    (void)state;
+    fixture *f = fx_new(NULL);
+    f->chunk = 100;
+    f->produce_total = 1u << 30;
+    assert_cf_ok(cf_http_server_route(f->server, "POST", "/wait", deferred_handler, f));
+    uint16_t port = cf_http_server_port(f->server);
+
+    /* 1. A request in flight; shutdown waits for it, then completes. */
+    int fd = raw_connect(port, 0);
+    raw_send(fd, "POST /wait?a=b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    for (int i = 0; i < 100 && f->held == NULL; i++) {
+        run_for(f->base, 5);
+    }
+    assert_non_null(f->held);
+    bool done = false;
+    cf_http_server_shutdown(f->server, 1500, shutdown_done, &done);
+    run_for(f->base, 30);
+    assert_false(done);
+    /* Not accepting any more. */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_not_equal(connect(probe, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(probe);
+    /* The in-flight request finishes normally; then shutdown is done. */
+    assert_cf_ok(cf_http_respond(f->held, 200, "text/plain", cf_slice_cstr("bye"), NULL));
+    f->held = NULL;
+    assert_true(run_until(f->base, &done, 1000));
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    run_until(f->base, &rd.eof, 500);
+    assert_true(rd.total > 0);
+    assert_string_equal(rd.tail + strlen(rd.tail) - 3, "bye");
+    reader_stop(&rd);
+    fx_free(f);
+
+    /* 2. A stream that never ends (an AS key stream) is forced at the
+     * deadline: its on_close runs, the client gets the terminating chunk. */
+    f = fx_new(NULL);
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/events", idle_stream_handler, f));
+    fd = raw_connect(cf_http_server_port(f->server), 0);
+    reader_start(f->base, &rd, fd);
+    raw_send(fd, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 100 && f->held == NULL; i++) {
+        run_for(f->base, 5);
+    }
+    assert_non_null(f->held);
+    done = false;
+    cf_http_server_shutdown(f->server, 100, shutdown_done, &done);
+    assert_true(run_until(f->base, &done, 1500));
+    assert_true(run_until(f->base, &f->closed, 500));
+    assert_int_equal(f->close_calls, 1);
+    run_until(f->base, &rd.eof, 500);
+    assert_string_equal(rd.tail, "\r\n0\r\n\r\n");
+    reader_stop(&rd);
+    fx_free(f);
+}
+
+int main(void)
+{
+    cf_log_init("test_http_server", CF_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_routing_and_errors),
+        cmocka_unit_test(test_health_and_metrics),
+        cmocka_unit_test(test_body_limit_413),
+        cmocka_unit_test(test_stream_backpressure_slow_reader),
+        cmocka_unit_test(test_stream_client_disconnect),
+        cmocka_unit_test(test_deferred_response_client_gone),
+        cmocka_unit_test(test_read_timeout_closes_slow_client),
+        cmocka_unit_test(test_shutdown_drains_then_forces),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
