@@ -471,8 +471,8 @@ static void test_scope_rules(void **state)
     (void)state;
     cf_key_scope s;
     static const char *const bad[] = {"[]", "[1]", "[\"a b\"]", "[\"a\",\"a\"]", "\"a\"",
-                                      "[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\","
-                                      "\"13\",\"14\",\"15\",\"16\",\"17\"]"};
+                                      ("[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\","
+                                       "\"13\",\"14\",\"15\",\"16\",\"17\"]")};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *j = json_loads(bad[i], JSON_DECODE_ANY, NULL);
         assert_non_null(j);
