@@ -31,8 +31,13 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Run the loop until *flag or ms elapsed; returns *flag. */
+/* Waiting budgets stretch under valgrind (everything runs ~20x slower);
+ * the timeouts under test do not. */
+static int slow(int ms) { return cf_test_under_valgrind() ? ms * 5 : ms; }
+
 static bool run_until(struct event_base *base, const bool *flag, int ms)
 {
+    ms = slow(ms);
     struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
     struct timeval tv = {0, 5000};
     event_add(t, &tv);
@@ -100,7 +105,7 @@ static void do_call(struct event_base *base, cf_http_client *client, const char 
 {
     memset(r, 0, sizeof *r);
     cf_buf_init(&r->body, 1 << 24);
-    cf_http_call_opts o = {.method = method, .url = url, .body = body, .total_timeout_ms = 1900,
+    cf_http_call_opts o = {.method = method, .url = url, .body = body, .total_timeout_ms = slow(1900),
                            .on_response = res_response, .on_body = res_body, .on_done = res_done, .arg = r};
     assert_cf_ok(cf_http_call_start(client, &o, NULL));
     assert_true(run_until(base, &r->done, 1950));
