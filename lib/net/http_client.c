@@ -246,6 +246,11 @@ static size_t write_fn(char *ptr, size_t size, size_t nmemb, void *userdata)
     if (call->cancelled) {
         return 0;
     }
+    if (call->paused) {
+        /* Paused by cf_http_call_pause(): curl keeps this chunk and stops
+         * reading until resumed. */
+        return CURL_WRITEFUNC_PAUSE;
+    }
     if (n > call->max_response || call->received > call->max_response - n) {
         call->too_large = true;
         return 0;
@@ -535,11 +540,15 @@ void cf_http_call_pause(cf_http_call *call)
     if (call == NULL || call->paused || call->cancelled) {
         return;
     }
+    /* Lazy pause: the next chunk curl reads is refused with
+     * CURL_WRITEFUNC_PAUSE (kept by curl, delivered after resume) and curl
+     * stops reading. This works the same inside a body callback (consume
+     * this chunk, pause before the next) and outside, and never calls into
+     * curl from within its own callbacks. */
     call->paused = true;
     if (call->idle_timer != NULL) {
         evtimer_del(call->idle_timer);
     }
-    curl_easy_pause(call->easy, CURLPAUSE_RECV);
 }
 
 void cf_http_call_resume(cf_http_call *call)

@@ -78,6 +78,7 @@ typedef struct rec {
     int deliveries;
     int pause_first_n;  /* return PAUSE for the first n deliveries */
     bool cancel_in_body;
+    bool pause_after_consume; /* consume the chunk, then pause (relay) */
     cf_http_call *call;
     char header[64];
     cf_buf body;
@@ -107,6 +108,9 @@ static cf_http_body_action rec_body(cf_http_call *call, cf_slice data, void *arg
         return CF_HTTP_BODY_PAUSE;
     }
     assert_cf_ok(cf_buf_append_slice(&r->body, data));
+    if (r->pause_after_consume) {
+        cf_http_call_pause(call);
+    }
     return CF_HTTP_BODY_CONTINUE;
 }
 
@@ -413,6 +417,25 @@ static void test_incremental_body_pause_resume(void **state)
         run_for(f->base, 5);
     }
     assert_true(body_is(&r, "data: 1\n\ndata: 2\n\ndata: 3\n\n"));
+
+    /* Relay pattern: consume a chunk, then pause from inside on_body. */
+    r.pause_after_consume = true;
+    assert_cf_ok(cf_http_stream_write(f->held, cf_slice_cstr("data: 4\n\n")));
+    for (int i = 0; i < 200 && r.body.len < 36; i++) {
+        run_for(f->base, 5);
+    }
+    assert_true(body_is(&r, "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"));
+    assert_true(cf_http_call_paused(r.call));
+    before = r.deliveries;
+    assert_cf_ok(cf_http_stream_write(f->held, cf_slice_cstr("data: 5\n\n")));
+    run_for(f->base, 120);
+    assert_int_equal(r.deliveries, before);
+    r.pause_after_consume = false;
+    cf_http_call_resume(r.call);
+    for (int i = 0; i < 200 && r.body.len < 45; i++) {
+        run_for(f->base, 5);
+    }
+    assert_true(body_is(&r, "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: 5\n\n"));
 
     cf_http_stream_end(f->held);
     f->held = NULL;
