@@ -603,6 +603,145 @@ static void test_read_timeout_closes_slow_client(void **state)
     fx_free(f);
 }
 
+/* ---- relay: server stream fed by a client call (worker / proxy pattern) --------------- */
+
+typedef struct relay {
+    fixture *f;
+    cf_http_request *down;
+    cf_http_call *up;
+    int up_pauses;
+    int up_resumes;
+    bool finished;
+    bool down_closed;
+    cf_http_error up_error;
+} relay;
+
+static cf_http_body_action relay_body(cf_http_call *call, cf_slice data, void *arg)
+{
+    relay *rl = arg;
+    if (cf_is_error(cf_http_stream_write(rl->down, data))) {
+        return CF_HTTP_BODY_ABORT;
+    }
+    if (cf_http_stream_congested(rl->down)) {
+        cf_http_call_pause(call); /* this chunk is consumed; wait for on_writable */
+        rl->up_pauses++;
+    }
+    return CF_HTTP_BODY_CONTINUE;
+}
+
+static void relay_done(cf_http_call *call, cf_http_error error, void *arg)
+{
+    relay *rl = arg;
+    (void)call;
+    rl->up = NULL;
+    rl->up_error = error;
+    cf_http_stream_end(rl->down);
+    rl->down = NULL;
+    rl->finished = true;
+}
+
+static void relay_writable(cf_http_request *req, void *arg)
+{
+    relay *rl = arg;
+    (void)req;
+    if (rl->up != NULL && cf_http_call_paused(rl->up)) {
+        rl->up_resumes++;
+        cf_http_call_resume(rl->up);
+    }
+}
+
+static void relay_close(cf_http_request *req, void *arg)
+{
+    relay *rl = arg;
+    rl->down_closed = true;
+    if (rl->up != NULL) {
+        cf_http_call_cancel(rl->up); /* client gone: stop the upstream work */
+        rl->up = NULL;
+    }
+    cf_http_stream_end(req);
+    rl->down = NULL;
+    rl->finished = true;
+}
+
+static void relay_handler(cf_http_request *req, void *arg)
+{
+    relay *rl = arg;
+    cf_http_stream_callbacks cbs = {.on_writable = relay_writable, .on_close = relay_close};
+    assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", NULL, &cbs, rl));
+    rl->down = req;
+    cf_http_call_opts o = {.url = url(rl->f, "/stream"), .on_body = relay_body, .on_done = relay_done, .arg = rl};
+    assert_cf_ok(cf_http_call_start(rl->f->client, &o, &rl->up));
+}
+
+static void test_relay_backpressure_both_ways(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 64 * 1024, .stream_low_watermark = 16 * 1024};
+    fixture *f = fx_new(&cfg);
+    relay rl = {.f = f};
+    f->chunk = 16384;
+    f->produce_total = (size_t)(cf_test_under_valgrind() ? 12 : 24) * 1024 * 1024;
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/relay", relay_handler, &rl));
+
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /relay HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* The reader does not read: the relay pauses its upstream call, then
+     * the upstream producer (the "inference server") is congested too. */
+    for (int i = 0; i < 300 && rl.up_pauses == 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_true(rl.up_pauses > 0);
+    size_t steady = 0;
+    for (int i = 0; i < 15 && steady != f->produced; i++) {
+        steady = f->produced;
+        run_for(f->base, 100);
+    }
+    assert_int_equal(f->produced, steady);
+    assert_true(f->produced < f->produce_total);
+    assert_true(f->congestion_events > 0);
+    assert_true(cf_http_call_paused(rl.up));
+    assert_true(cf_http_stream_pending(rl.down) <= 64 * 1024 + 16384);
+
+    /* Reading resumes everything; the whole stream arrives. */
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &rl.finished, 1900));
+    assert_int_equal(rl.up_error, CF_HTTP_OK);
+    assert_true(rl.up_resumes > 0);
+    assert_true(f->stream_ended);
+    for (int i = 0; i < 100 && strcmp(rd.tail, "\r\n0\r\n\r\n") != 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_string_equal(rd.tail, "\r\n0\r\n\r\n");
+    assert_true(rd.total > f->produce_total);
+    reader_stop(&rd);
+    run_for(f->base, 20);
+
+    /* Second run: the reader vanishes; the relay cancels its upstream call
+     * and the upstream server sees its client (the relay) go away. */
+    memset(&rl, 0, sizeof rl);
+    rl.f = f;
+    f->produced = 0;
+    f->stream_ended = false;
+    f->closed = false;
+    f->close_calls = 0;
+    f->congestion_events = 0;
+    f->produce_total = 1u << 30;
+    fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /relay HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 300 && rl.up_pauses == 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_true(rl.up_pauses > 0);
+    close(fd);
+    assert_true(run_until(f->base, &rl.down_closed, 1900));
+    assert_true(run_until(f->base, &f->closed, 1900)); /* upstream stream got on_close */
+    assert_int_equal(cf_http_client_active(f->client), 0);
+    assert_int_equal(cf_http_server_active(f->server), 0);
+    fx_free(f);
+}
+
 /* A long-lived event stream: one event, then silence until closed. */
 static void idle_stream_handler(cf_http_request *req, void *arg)
 {
@@ -687,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_body_limit_413),
         cmocka_unit_test(test_stream_backpressure_slow_reader),
         cmocka_unit_test(test_stream_client_disconnect),
+        cmocka_unit_test(test_relay_backpressure_both_ways),
         cmocka_unit_test(test_deferred_response_client_gone),
         cmocka_unit_test(test_read_timeout_closes_slow_client),
         cmocka_unit_test(test_shutdown_drains_then_forces),
