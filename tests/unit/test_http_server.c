@@ -372,6 +372,7 @@ typedef struct reader {
     int fd;
     struct event *ev;
     size_t total;
+    char head[16];
     char tail[8];
     bool eof;
 } reader;
@@ -383,6 +384,10 @@ static void reader_cb(evutil_socket_t fd, short what, void *arg)
     char buf[65536];
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
+        if (rd->total < sizeof rd->head - 1) {
+            size_t h = sizeof rd->head - 1 - rd->total < (size_t)n ? sizeof rd->head - 1 - rd->total : (size_t)n;
+            memcpy(rd->head + rd->total, buf, h);
+        }
         rd->total += (size_t)n;
         size_t keep = (size_t)n < 7 ? (size_t)n : 7;
         size_t old = strlen(rd->tail);
@@ -586,6 +591,28 @@ static void test_deferred_response_client_gone(void **state)
     assert_true(run_until(f->base, &f->closed, 1900));
     assert_int_equal(f->close_calls, 1);
     assert_int_equal(cf_http_server_active(f->server), 0);
+    fx_free(f);
+}
+
+static void test_header_limit(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.max_headers_size = 2048};
+    fixture *f = fx_new(&cfg);
+    assert_cf_ok(cf_http_server_route(f->server, "POST", "/echo", echo_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 0);
+    char big[4096];
+    memset(big, 'h', sizeof big);
+    big[sizeof big - 1] = '\0';
+    raw_send(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    raw_send(fd, big);
+    raw_send(fd, "\r\nContent-Length: 0\r\n\r\n");
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &rd.eof, 1500)); /* answered, then closed */
+    assert_memory_equal(rd.head, "HTTP/1.1 400", 12); /* evhttp: header block too large */
+    assert_int_equal(cf_http_server_active(f->server), 0); /* the handler never ran */
+    reader_stop(&rd);
     fx_free(f);
 }
 
@@ -828,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_stream_client_disconnect),
         cmocka_unit_test(test_relay_backpressure_both_ways),
         cmocka_unit_test(test_deferred_response_client_gone),
+        cmocka_unit_test(test_header_limit),
         cmocka_unit_test(test_read_timeout_closes_slow_client),
         cmocka_unit_test(test_shutdown_drains_then_forces),
     };
