@@ -16,7 +16,7 @@ packages=(
     # the untrusted gateway in tests and the demo
     nginx-light
     # llama-server build and the random-weight model (DESIGN §6)
-    cmake g++ git python3 python3-numpy
+    cmake g++ git python3 python3-numpy python3-yaml
     # misc tools the scripts use
     curl procps psmisc
 )

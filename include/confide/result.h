@@ -68,6 +68,8 @@
     X(CF_E_STALE, "stale_request")                                             \
     X(CF_E_REPLAY, "replay")                                                   \
     X(CF_E_UNKNOWN_ENDPOINT, "unknown_endpoint")                               \
+    X(CF_E_UNSUPPORTED_VERSION, "unsupported_version")                         \
+    X(CF_E_REPLAY_FULL, "replay_memory_full")                                  \
     /* attestation */                                                          \
     X(CF_E_CERT, "certificate_invalid")                                        \
     X(CF_E_EXPIRED, "expired")                                                 \
