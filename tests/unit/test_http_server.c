@@ -527,6 +527,46 @@ static void test_stream_backpressure_slow_reader(void **state)
     fx_free(f);
 }
 
+/* A producer that ignores backpressure hits the hard cap instead of
+ * growing memory without bound. */
+static void greedy_handler(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    static uint8_t chunk[65536];
+    cf_http_stream_callbacks cbs = {.on_close = on_stream_close};
+    assert_cf_ok(cf_http_stream_start(req, 200, "application/octet-stream", NULL, &cbs, f));
+    size_t cap = 4 * 16384 + 1024 * 1024;
+    for (int i = 0; i < 100; i++) {
+        cf_result r = cf_http_stream_write(req, cf_slice_make(chunk, sizeof chunk));
+        if (cf_is_error(r)) {
+            assert_int_equal(cf_error_code_last(), CF_E_LIMIT);
+            f->stream_write_failed = true;
+            break;
+        }
+        f->produced += sizeof chunk;
+        assert_true(cf_http_stream_congested(req) || cf_http_stream_pending(req) < 16384);
+    }
+    assert_true(f->stream_write_failed);
+    assert_true(cf_http_stream_pending(req) <= cap);
+    assert_true(f->produced <= cap);
+    cf_http_stream_end(req);
+    f->stream_ended = true;
+}
+
+static void test_stream_hard_cap(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 16384};
+    fixture *f = fx_new(&cfg);
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/greedy", greedy_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /greedy HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(run_until(f->base, &f->stream_ended, 1900));
+    close(fd);
+    run_for(f->base, 20);
+    fx_free(f);
+}
+
 static void test_stream_client_disconnect(void **state)
 {
     (void)state;
@@ -852,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_health_and_metrics),
         cmocka_unit_test(test_body_limit_413),
         cmocka_unit_test(test_stream_backpressure_slow_reader),
+        cmocka_unit_test(test_stream_hard_cap),
         cmocka_unit_test(test_stream_client_disconnect),
         cmocka_unit_test(test_relay_backpressure_both_ways),
         cmocka_unit_test(test_deferred_response_client_gone),
