@@ -17,6 +17,8 @@ packages=(
     nginx-light
     # llama-server build and the random-weight model (DESIGN §6)
     cmake g++ git python3 python3-numpy python3-yaml
+    # the independent protocol vector decoder (tests/vectors)
+    python3-cryptography
     # misc tools the scripts use
     curl procps psmisc
 )
