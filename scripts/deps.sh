@@ -20,7 +20,7 @@ packages=(
     # the independent protocol vector decoder (tests/vectors)
     python3-cryptography
     # misc tools the scripts use
-    curl procps psmisc
+    curl procps psmisc openssl
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
