@@ -169,6 +169,9 @@ async function main() {
     temperature: 0.7,
     stream: true,
     stream_options: { include_usage: true },
+    // The test model ends at its first '.', often after a few words: let it
+    // babble on (a llama.cpp sampling option; encrypted like the prompt).
+    ...(model ? {} : { ignore_eos: true, max_tokens: 32 }),
   });
   process.stdout.write(`  ${bold('reply')}   `);
   let reply = '';
@@ -183,19 +186,21 @@ async function main() {
     if (chunk.usage) usage = chunk.usage;
     for (const c of chunk.choices) {
       if (c.finish_reason) finish = c.finish_reason;
-      const piece = c.delta && c.delta.content;
+      let piece = c.delta && c.delta.content;
       if (!piece) continue;
       if (ttft === null) ttft = Date.now() - tReq;
+      reply += c.delta.content;
       if (!sample && /\w{3}/.test(piece)) sample = { index: chunks - 1, json: JSON.stringify(chunk) };
-      reply += piece;
       // Word-wrap the stream as it arrives.
       for (const part of piece.split(/(\s+)/)) {
-        if (col + part.length > width - 2 && /\S/.test(part)) {
+        if (!part) continue;
+        if (/^\s+$/.test(part)) {
+          if (col === 10) continue; // no blank at a line start
+        } else if (col > 10 && col + part.length > width - 2) {
           process.stdout.write(`\n          `);
           col = 10;
-          if (/^\s+$/.test(part)) continue;
         }
-        process.stdout.write(part);
+        process.stdout.write(part.replace(/\s+/g, ' '));
         col += part.length;
       }
     }
