@@ -286,15 +286,18 @@ async function main() {
   // exit hook stays as the backstop.
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
+  let stopping = false;
   await new Promise((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
     for (const p of [proxy.proc, worker.proc, as.proc, llama.proc, gateway.proc])
       p.exited.then(({ code, signal }) => {
+        if (stopping) return;
         out(red(`  ${p.name} exited (code ${code}, signal ${signal}); stopping. Log: ${p.logPath}`));
         resolve();
       });
   });
+  stopping = true;
   out();
   out('  stopping…');
   return 0;
