@@ -29,15 +29,15 @@ build=${CONFIDE_BUILD:-$root/build/default}
 
 say() { printf 'demo: %s\n' "$*" >&2; }
 
+if [ -n "${MODEL:-}" ] && [ ! -r "$MODEL" ]; then
+    say "MODEL=$MODEL: not a readable file"
+    exit 2
+fi
 for p in confide confide-as confide-worker confide-proxy; do
     [ -x "$build/bin/$p" ] || { say "$build/bin/$p is not built: run make (make demo builds first)"; exit 1; }
 done
 export CONFIDE_BUILD=$build
 
-if [ -n "${MODEL:-}" ] && [ ! -r "$MODEL" ]; then
-    say "MODEL=$MODEL: not a readable file"
-    exit 2
-fi
 
 # npm client, llama-server and the test model; quick when cached (its
 # progress shows only when there is something to do).
