@@ -150,7 +150,7 @@ async function main() {
   // 5. The user's proxy.
   let port = Number(process.env.PORT || 8080);
   if (!(await portFree(port))) port = 0;
-  const proxy = await startProxy({ asUrl: as.url, manifest, upstream: gateway.url, extraArgs: ['--port', String(port)], timeoutMs: 60000 });
+  const proxy = await startProxy({ asUrl: as.url, manifest, upstream: gateway.url, port, timeoutMs: 60000 });
   step('confide-proxy (your machine)', `${cyan(proxy.baseURL)}  ${dim('verified the AS, uploaded a key')}`);
   out(dim(`  ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`));
 

@@ -17,7 +17,6 @@
 // pinned to another manifest, ...).
 
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 
 import { startGateway } from './nginx.mjs';
@@ -129,19 +128,20 @@ export function proxyArgs({ asUrl, manifest, upstream, port = 0, extraArgs = [] 
 
 /**
  * confide-proxy: attests the AS, uploads its key, then serves the OpenAI API
- * on 127.0.0.1 (port 0: read from its `proxy_started` log line). By default
+ * on 127.0.0.1 (`port`, default 0: any free one, read from its
+ * `proxy_started` log line). By default
  * resolves when its /healthz is 200 (AS verified, key uploaded); rejects
  * (with the log tail) if it exits first. With `ready: false` it resolves as
  * soon as it listens, for tests of a proxy that must refuse to serve.
  * Returns { url, baseURL, port, proc, health(), stop() }.
  */
-export async function startProxy({ asUrl, manifest, upstream, extraArgs = [], dir, timeoutMs = 30000, ready = true }) {
-  const proc = startProcess('confide-proxy', confideBin('confide-proxy'), proxyArgs({ asUrl, manifest, upstream, extraArgs }), { dir });
-  const port = await loggedPort(proc, 'proxy_started', timeoutMs);
-  const url = `http://127.0.0.1:${port}`;
+export async function startProxy({ asUrl, manifest, upstream, port = 0, extraArgs = [], dir, timeoutMs = 30000, ready = true }) {
+  const proc = startProcess('confide-proxy', confideBin('confide-proxy'), proxyArgs({ asUrl, manifest, upstream, port, extraArgs }), { dir });
+  const listening = await loggedPort(proc, 'proxy_started', timeoutMs);
+  const url = `http://127.0.0.1:${listening}`;
   if (ready) await waitForHttp(`${url}/healthz`, { proc, timeoutMs });
   const health = async () => {
-    const r = await httpRequest({ port, path: '/healthz', timeoutMs: 5000 });
+    const r = await httpRequest({ port: listening, path: '/healthz', timeoutMs: 5000 });
     let body = null;
     try {
       body = r.json();
@@ -150,7 +150,7 @@ export async function startProxy({ asUrl, manifest, upstream, extraArgs = [], di
     }
     return { status: r.status, body };
   };
-  return { url, baseURL: `${url}/v1`, port, proc, health, stop: () => proc.stop() };
+  return { url, baseURL: `${url}/v1`, port: listening, proc, health, stop: () => proc.stop() };
 }
 
 function manifestPath(m) {
@@ -172,7 +172,8 @@ export async function startConfide(opts = {}) {
   const backendP =
     backendOpt === 'llama' ? startLlama(opts.llama || {}) : backendOpt === 'fake' ? startFakeBackend() : Promise.resolve(backendOpt);
   const sim = simInit();
-  const manifest = makeManifest({ simDir: sim.dir, models: opts.models || ['confide-tiny', 'fake-model'] });
+  const models = opts.models || [...new Set(['confide-tiny', 'fake-model', backendOpt.modelId].filter(Boolean))];
+  const manifest = makeManifest({ simDir: sim.dir, models });
   const [backend, as] = await Promise.all([backendP, startAs({ simDir: sim.dir, manifest, extraArgs: opts.asArgs })]);
   const worker = await startWorker({ simDir: sim.dir, manifest, asUrl: as.url, backendSocket: backend.socketPath, extraArgs: opts.workerArgs });
   const between = opts.between || 'tap';
@@ -205,9 +206,4 @@ export async function startConfide(opts = {}) {
     daemons: [as.proc, worker.proc, proxy.proc],
     wireFiles: [gateway.accessLog, ...(tap ? tap.files : [])],
   };
-}
-
-/** Everything a daemon wrote to its log so far (for leak checks and diagnostics). */
-export function daemonLogs(deployment) {
-  return deployment.daemons.map((p) => ({ name: p.name, text: fs.existsSync(p.logPath) ? p.log() : '' }));
 }
