@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -64,8 +65,12 @@ static void start_as(env_t *e, daemon_t *d, const char *name, const char *const 
     d->pid = fork();
     assert_true(d->pid >= 0);
     if (d->pid == 0) {
+        /* Never outlive a failed test. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         FILE *f = freopen(d->log, "w", stderr);
+        FILE *o = freopen("/dev/null", "w", stdout);
         (void)f;
+        (void)o;
         execv(bin, (char *const *)(uintptr_t)argv);
         _exit(127);
     }
@@ -464,7 +469,8 @@ static int setup(void **state)
     fclose(f);
     assert_cf_ok(cf_manifest_parse(cf_slice_cstr(text), &e->manifest));
     free(text);
-    start_as(e, &e->as, "as", NULL);
+    static const char *const generous[] = {"--rate-burst", "1000", NULL};
+    start_as(e, &e->as, "as", generous);
     static const char *const short_tokens[] = {"--token-ttl", "3", "--token-notice", "2", NULL};
     start_as(e, &e->as_short, "as_short", short_tokens);
     verify_as(&e->as, e, &e->id);
@@ -651,8 +657,12 @@ static double metric(const daemon_t *d, const char *series)
     resp_t r;
     http(d, "GET", "/metrics", CF_SLICE_EMPTY, NULL, &r);
     assert_cf_ok(cf_buf_append_u8(&r.body, 0));
-    const char *at = strstr((const char *)r.body.data, series);
-    double v = at ? atof(at + strlen(series) + 1) : -1;
+    /* The sample line, not the # HELP / # TYPE lines. */
+    char needle[256];
+    snprintf(needle, sizeof needle, "\n%s ", series);
+    const char *at = strstr((const char *)r.body.data, needle);
+    assert_non_null(at);
+    double v = atof(at + strlen(needle));
     cf_buf_free(&r.body);
     return v;
 }
@@ -661,6 +671,7 @@ static void test_upload_refusals_leave_no_state(void **state)
 {
     env_t *e = *state;
     double keys_before = metric(&e->as, "confide_as_keys");
+    assert_true(keys_before >= 3); /* from the tests before */
     resp_t r;
     client_key ck;
     /* TTL above the manifest bound. */
@@ -833,6 +844,66 @@ static void test_token_expiry(void **state)
     worker_free(&w);
 }
 
+static void test_abuse_limits(void **state)
+{
+    env_t *e = *state;
+    daemon_t d;
+    static const char *const tight[] = {"--rate-attest", "1", "--rate-upload", "1", "--rate-burst", "4",
+                                        "--max-keys", "1", "--max-workers", "1", "--max-body", "8192", NULL};
+    start_as(e, &d, "as_tight", tight);
+    cf_as_identity id;
+    verify_as(&d, e, &id); /* 1 attest token */
+    resp_t r;
+    /* Body above --max-body. */
+    char big[12000];
+    memset(big, ' ', sizeof big);
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    big[sizeof big - 1] = '\0';
+    http(&d, "POST", "/v1/keys", cf_slice_cstr(big), NULL, &r);
+    assert_int_equal(r.status, 413);
+    cf_buf_free(&r.body);
+    /* --max-keys 1: the second distinct key is refused, the first kept. */
+    client_key k1, k2;
+    assert_int_equal(upload(&d, &id, "model-a", 60, &k1, &r), 200);
+    cf_buf_free(&r.body);
+    upload(&d, &id, "model-a", 60, &k2, &r);
+    expect_error(&r, 429, "limit_exceeded");
+    cf_buf_free(&r.body);
+    assert_true(metric(&d, "confide_as_keys") == 1);
+    /* --max-workers 1. */
+    worker_t w1, w2;
+    worker_join(e, &d, &w1, NULL, TAMPER_NONE, &r); /* 2 attest tokens */
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    cf_as_identity saved = e->id;
+    e->id = id;
+    worker_attach(e, &d, &w1, 1, NULL);
+    e->id = saved;
+    memset(&w2, 0, sizeof w2);
+    stream_open(&d, w1.grant.token, &w2.s);
+    char name[32];
+    cf_buf data;
+    cf_buf_init(&data, 0);
+    bool ended;
+    assert_false(stream_next(&w2.s, 3000, name, &data, &ended));
+    long status = 0;
+    curl_easy_getinfo(w2.s.easy, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 429);
+    cf_buf_free(&data);
+    /* Per-peer rate: the burst of 4 attest-class requests is spent. */
+    http(&d, "POST", "/v1/workers/challenge", CF_SLICE_EMPTY, NULL, &r);
+    cf_buf_free(&r.body);
+    http(&d, "POST", "/v1/workers/challenge", CF_SLICE_EMPTY, NULL, &r);
+    expect_error(&r, 429, "limit_exceeded");
+    cf_buf_free(&r.body);
+    assert_true(metric(&d, "confide_as_rate_limited_total") >= 1);
+    worker_free(&w1);
+    worker_free(&w2);
+    cf_as_identity_free(&id);
+    stop_as(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -842,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_upload_refusals_leave_no_state),
         cmocka_unit_test(test_delete_and_expiry_reach_streams),
         cmocka_unit_test(test_token_expiry),
+        cmocka_unit_test(test_abuse_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
