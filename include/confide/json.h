@@ -55,6 +55,17 @@
  *  problem and its byte offset (never the input's content). A failed call
  *  leaves its outputs empty.
  *
+ * Typical use (the field codec):
+ *
+ *   cf_json_object obj;
+ *   CF_GUARD(cf_json_object_parse(body, NULL, &obj));   // R1-R8, duplicates
+ *   for (size_t i = 0; i < obj.count; i++) {
+ *       const cf_json_member *m = obj.sorted[i];        // sorted by name
+ *       ... m->name (decoded), m->value (raw bytes), m->type ...
+ *   }
+ *   cf_json_writer w;  ... cf_json_writer_member(&w, m->name, m->value) ...
+ *   cf_json_object_free(&obj);
+ *
  * Spans: every cf_slice reported by this module borrows from the caller's
  * input (except decoded names, which borrow from the cf_json_object), so the
  * input must outlive the results. A value span runs from the value's first

@@ -25,7 +25,10 @@
  *                  with "\n" (no trailing "\n").
  *        event  -> the event type (the last one in the event wins).
  *        id     -> the id (last wins), unless the value contains U+0000, in
- *                  which case the line is ignored (as the spec says).
+ *                  which case the line is ignored (as the spec says). The id
+ *                  is reported with the event that carried it; the spec's
+ *                  "last event ID" that persists across events is the
+ *                  consumer's to keep if it needs one.
  *        retry  -> reconnection time in ms if the value is 1..10 ASCII digits
  *                  and fits in 32 bits, else the line is ignored.
  *        other  -> ignored (spec), but counted against the size limit.
@@ -49,6 +52,20 @@
  * event's fields, so any chunking yields exactly the same events. Memory per
  * stream is constant regardless of stream length; buffers are wiped when an
  * event has been reported and on free (events carry prompts and replies).
+ *
+ * Driving it from a libevent read callback without copying (the first
+ * contiguous extent of an evbuffer is pulled up in place):
+ *
+ *   struct evbuffer *in = bufferevent_get_input(bev);
+ *   size_t n;
+ *   while ((n = evbuffer_get_contiguous_space(in)) > 0) {
+ *       const uint8_t *bytes = evbuffer_pullup(in, (ev_ssize_t)n);
+ *       if (cf_is_error(cf_sse_parser_feed(&parser, cf_slice_make(bytes, n)))) {
+ *           ... fail the stream with cf_error_last() ...
+ *       }
+ *       evbuffer_drain(in, n);
+ *   }
+ *   ... and on EOF: cf_sse_parser_finish(&parser) (CF_E_TRUNCATED?).
  *
  * Errors: the first failure (size limit, callback error, allocation) poisons
  * the parser; every later feed/finish fails with CF_E_INVALID_ARGUMENT. Events

@@ -177,9 +177,11 @@ static json_t *tcb_json(uint64_t raw, cf_snp_product product)
     return o;
 }
 
-static CF_RESULT fill_claims(const cf_snp_report *r, const cf_snp_vek_info *vek, cf_snp_product product,
-                             const cf_verify_input *in, cf_claims *out)
+static CF_RESULT fill_claims(const cf_snp_report *r, const cf_snp_vek_info *vek, X509 *vek_cert,
+                             cf_snp_product product, const cf_verify_input *in, cf_claims *out)
 {
+    int64_t vek_not_before = 0, vek_not_after = 0;
+    CF_GUARD(snp_x509_validity(vek_cert, &vek_not_before, &vek_not_after));
     memset(out, 0, sizeof *out);
     out->platform = CF_PLATFORM_SNP;
     memcpy(out->report_data, r->report_data, CF_REPORT_DATA_LEN);
@@ -199,6 +201,8 @@ static CF_RESULT fill_claims(const cf_snp_report *r, const cf_snp_vek_info *vek,
     err |= json_object_set_new(d, "signing_key", json_string(cf_snp_signing_key_name((cf_snp_signing_key)r->signing_key)));
     err |= json_object_set_new(d, "ark_sha256", hex_json(cf_snp_ark_fingerprint(product), 32));
     err |= json_object_set_new(d, "vek_product_name", json_string(vek->product_name));
+    err |= json_object_set_new(d, "vek_not_before", json_integer(vek_not_before));
+    err |= json_object_set_new(d, "vek_not_after", json_integer(vek_not_after));
     err |= json_object_set_new(d, "guest_svn", json_integer(r->guest_svn));
     err |= json_object_set_new(
         d, "policy",
@@ -299,7 +303,7 @@ CF_RESULT cf_snp_verify_with_cache(const cf_verify_input *in, cf_snp_chain_cache
         CF_ENSURE_MSG_OUT(cf_ct_equal(report.report_data, in->expected_report_data, CF_REPORT_DATA_LEN),
                           CF_E_REPORT_DATA, "snp: REPORT_DATA does not equal the expected binding");
     }
-    CF_GUARD_OUT(fill_claims(&report, &vek, product, in, out));
+    CF_GUARD_OUT(fill_claims(&report, &vek, coll.vek, product, in, out));
 out:
     cf_snp_collateral_free(&coll);
     cf_snp_policy_free(&policy);

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "attest/snp_internal.h"
+#include "confide/crypto.h"
 #include "confide/snp.h"
 
 /* ---- collateral bundle ------------------------------------------------------ */
@@ -271,10 +272,10 @@ CF_RESULT cf_snp_verify_chain(X509 *vek, STACK_OF(X509) *supplied, cf_snp_produc
     CF_ENSURE_MSG_OUT(have_crls || !require_crl, CF_E_REVOKED,
                       "snp chain: policy requires an AMD CRL and the collateral has none");
 
-    CF_GUARD_OUT(snp_x509_der_sha256(vek, material));
-    CF_GUARD_OUT(snp_x509_der_sha256(inter, material + 32));
+    CF_GUARD_OUT(cf_x509_fingerprint_sha256(vek, material));
+    CF_GUARD_OUT(cf_x509_fingerprint_sha256(inter, material + 32));
     material[64] = (uint8_t)product;
-    CF_GUARD_OUT(snp_sha256(cf_slice_make(material, sizeof material), key));
+    CF_GUARD_OUT(cf_sha256(cf_slice_make(material, sizeof material), key));
     if (cache != NULL && !have_crls && cache_lookup(cache, key, at)) {
         goto out;
     }
@@ -369,10 +370,10 @@ CF_RESULT cf_snp_cert_table_to_collateral(cf_slice table, cf_snp_signing_key key
     cf_slice vek_der = key == CF_SNP_KEY_VLEK ? t.vlek : t.vcek;
     CF_ENSURE_MSG(vek_der.len > 0, CF_E_NOT_FOUND,
                   key == CF_SNP_KEY_VLEK ? "snp cert table: no VLEK entry" : "snp cert table: no VCEK entry");
-    CF_GUARD_MSG(snp_x509_from_der(vek_der, &vek), "snp cert table: VEK");
+    CF_GUARD_MSG(cf_x509_load_der(vek_der, &vek), "snp cert table: VEK");
     CF_GUARD_OUT(snp_x509_to_pem(vek, out));
     if (t.ask.len > 0) {
-        CF_GUARD_OUT(snp_x509_from_der(t.ask, &ask));
+        CF_GUARD_OUT(cf_x509_load_der(t.ask, &ask));
         CF_GUARD_OUT(snp_x509_to_pem(ask, out));
     }
 out:

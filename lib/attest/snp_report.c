@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attest/snp_internal.h"
+#include "confide/crypto.h"
 #include "confide/snp.h"
 
 const char *cf_snp_product_name(cf_snp_product p)
@@ -256,7 +257,7 @@ CF_RESULT cf_snp_ext_parse_product(cf_slice ext, char *out, size_t outsize)
 static CF_RESULT ext_spl(X509 *cert, const char *oid, const char *what, uint8_t *out)
 {
     cf_slice ext;
-    if (cf_is_error(snp_x509_extension(cert, oid, &ext))) {
+    if (cf_is_error(cf_x509_extension(cert, oid, &ext))) {
         cf_error_add_context(what);
         return CF_ERROR;
     }
@@ -294,26 +295,26 @@ CF_RESULT cf_snp_vek_parse(X509 *cert, cf_snp_vek_info *out)
         CF_BAIL_MSG(CF_E_CERT, "snp cert: subject CN is neither SEV-VCEK nor SEV-VLEK");
     }
     cf_slice ext;
-    if (cf_is_ok(snp_x509_extension(cert, AMD_OID "2", &ext))) {
+    if (cf_is_ok(cf_x509_extension(cert, AMD_OID "2", &ext))) {
         CF_GUARD(cf_snp_ext_parse_product(ext, v.product_name, sizeof v.product_name));
         v.product = cf_snp_product_from_name(cf_slice_cstr(v.product_name));
     } else {
-        CF_ENSURE(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT);
+        CF_ENSURE_MSG(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT, "snp cert: extension lookup failed");
     }
     CF_GUARD(ext_spl(cert, AMD_OID "3.1", "snp cert: BL SPL (.3.1)", &v.bl));
     CF_GUARD(ext_spl(cert, AMD_OID "3.2", "snp cert: TEE SPL (.3.2)", &v.tee));
     CF_GUARD(ext_spl(cert, AMD_OID "3.3", "snp cert: SNP SPL (.3.3)", &v.snp));
     CF_GUARD(ext_spl(cert, AMD_OID "3.8", "snp cert: microcode SPL (.3.8)", &v.ucode));
-    if (cf_is_ok(snp_x509_extension(cert, AMD_OID "3.9", &ext))) {
+    if (cf_is_ok(cf_x509_extension(cert, AMD_OID "3.9", &ext))) {
         CF_GUARD_MSG(cf_snp_ext_parse_spl(ext, &v.fmc), "snp cert: FMC SPL (.3.9)");
         v.has_fmc = true;
     } else {
-        CF_ENSURE(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT);
+        CF_ENSURE_MSG(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT, "snp cert: extension lookup failed");
     }
-    if (cf_is_ok(snp_x509_extension(cert, AMD_OID "4", &ext))) {
+    if (cf_is_ok(cf_x509_extension(cert, AMD_OID "4", &ext))) {
         CF_GUARD(cf_snp_ext_parse_hwid(ext, v.hwid, &v.hwid_len));
     } else {
-        CF_ENSURE(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT);
+        CF_ENSURE_MSG(cf_error_code_last() == CF_E_NOT_FOUND, CF_E_CERT, "snp cert: extension lookup failed");
         /* A VCEK is bound to one chip: it must name it. VLEKs do not. */
         CF_ENSURE_MSG(v.kind == CF_SNP_KEY_VLEK, CF_E_CERT, "snp cert: VCEK without hwID extension");
     }

@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 
 #include "attest/snp_internal.h"
+#include "confide/crypto.h"
 #include "confide/snp.h"
 
 /* ARK-Milan */
@@ -439,7 +440,7 @@ static CF_RESULT load_pinned(const snp_anchor *a, X509 **out)
     CF_ENSURE_OUT(bio != NULL, CF_E_NO_MEMORY);
     cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     CF_ENSURE_MSG_OUT(cert != NULL, CF_E_INTERNAL, "snp: embedded AMD certificate does not parse");
-    CF_GUARD_OUT(snp_x509_der_sha256(cert, fp));
+    CF_GUARD_OUT(cf_x509_fingerprint_sha256(cert, fp));
     CF_ENSURE_MSG_OUT(memcmp(fp, a->sha256, sizeof fp) == 0, CF_E_INTERNAL,
                       "snp: embedded AMD certificate does not match its pinned SHA-256");
     *out = cert;

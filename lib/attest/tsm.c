@@ -22,8 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "confide/log.h"
 #include "confide/snp.h"
@@ -80,18 +79,24 @@ static CF_RESULT read_attr(const char *entry, const char *name, char *out, size_
     char path[4096];
     CF_GUARD(join_path(path, sizeof path, entry, name));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    CF_ENSURE_MSG(fd >= 0, CF_E_IO, "configfs-tsm: cannot open a text attribute (provider/generation)");
+    if (fd < 0) {
+        CF_BAIL_FMT(CF_E_IO, "configfs-tsm: cannot open %s: %s", name, strerror(errno));
+    }
     ssize_t n;
     do {
         n = read(fd, out, outsize - 1);
     } while (n < 0 && errno == EINTR);
     close(fd);
-    CF_ENSURE_MSG(n > 0, CF_E_IO, "configfs-tsm: empty or unreadable text attribute");
+    if (n <= 0) {
+        CF_BAIL_FMT(CF_E_IO, "configfs-tsm: %s is empty or unreadable", name);
+    }
     out[n] = '\0';
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) {
         out[--n] = '\0';
     }
-    CF_ENSURE_MSG(strlen(out) == (size_t)n, CF_E_MALFORMED, "configfs-tsm: NUL in a text attribute");
+    if (strlen(out) != (size_t)n) {
+        CF_BAIL_FMT(CF_E_MALFORMED, "configfs-tsm: NUL in %s", name);
+    }
     return CF_OK;
 }
 
@@ -142,7 +147,7 @@ CF_RESULT cf_tsm_entry_create(const char *root, char *entry, size_t entry_size)
     for (int attempt = 0; attempt < 4; attempt++) {
         uint8_t rnd[8];
         char hex[17];
-        CF_ENSURE_MSG(RAND_bytes(rnd, sizeof rnd) == 1, CF_E_CRYPTO, "configfs-tsm: no randomness for the entry name");
+        CF_GUARD(cf_random(rnd, sizeof rnd));
         CF_GUARD(cf_hex_encode_str(cf_slice_make(rnd, sizeof rnd), hex, sizeof hex));
         char name[64];
         snprintf(name, sizeof name, "confide-%ld-%s", (long)getpid(), hex);

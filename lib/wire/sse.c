@@ -178,17 +178,35 @@ static CF_RESULT end_event(cf_sse_parser *p)
     return r;
 }
 
-static size_t find_eol(const uint8_t *s, size_t from, size_t n)
+/* Where the next LF and CR are in the current chunk: each is searched with
+ * memchr (fast; real streams rarely contain CR) and cached until the cursor
+ * passes it, so a chunk is scanned at most once per byte whatever mix of
+ * line endings it holds (no quadratic rescans on "a\ra\ra\r..."). */
+typedef struct eol_cache {
+    size_t lf, cr; /* SIZE_MAX: not searched yet */
+} eol_cache;
+
+static size_t next_byte(const uint8_t *s, size_t from, size_t n, uint8_t c, size_t *cached)
 {
-    while (from < n && s[from] != '\n' && s[from] != '\r') {
-        from++;
+    if (*cached == SIZE_MAX || *cached < from) {
+        const uint8_t *hit = from < n ? memchr(s + from, c, n - from) : NULL;
+        *cached = hit != NULL ? (size_t)(hit - s) : n;
     }
-    return from;
+    return *cached;
+}
+
+/* Offset of the first CR or LF in s[from, n), or n. */
+static size_t find_eol(const uint8_t *s, size_t from, size_t n, eol_cache *cache)
+{
+    size_t lf = next_byte(s, from, n, '\n', &cache->lf);
+    size_t cr = next_byte(s, from, n, '\r', &cache->cr);
+    return lf < cr ? lf : cr;
 }
 
 static CF_RESULT process(cf_sse_parser *p, const uint8_t *s, size_t n)
 {
     size_t i = 0;
+    eol_cache cache = {SIZE_MAX, SIZE_MAX};
     while (i < n) {
         uint8_t c = s[i];
         if (p->after_cr_) {
@@ -261,7 +279,7 @@ static CF_RESULT process(cf_sse_parser *p, const uint8_t *s, size_t n)
             continue;
         case CF_SSE_VALUE_:
         case CF_SSE_COMMENT_: {
-            size_t j = find_eol(s, i, n);
+            size_t j = find_eol(s, i, n, &cache);
             CF_GUARD(count_bytes(p, j - i));
             if (p->state_ == CF_SSE_COMMENT_) {
                 CF_GUARD(cf_buf_append(&p->comments_, s + i, j - i));

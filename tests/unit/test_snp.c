@@ -11,6 +11,7 @@
 #include "attest/snp_internal.h"
 #include "confide/attest.h"
 #include "confide/buf.h"
+#include "confide/crypto.h"
 #include "confide/snp.h"
 
 /* 2026-11-20T00:00:00Z: every VCEK in the vectors is inside its validity. */
@@ -32,7 +33,7 @@ static X509 *load_cert(const char *rel)
     load(rel, &b);
     X509 *c = NULL;
     if (b.len > 0 && b.data[0] == 0x30) {
-        assert_cf_ok(snp_x509_from_der(cf_buf_slice(&b), &c));
+        assert_cf_ok(cf_x509_load_der(cf_buf_slice(&b), &c));
     } else {
         BIO *bio = BIO_new_mem_buf(b.data, (int)b.len);
         c = PEM_read_bio_X509(bio, NULL, NULL, NULL);
@@ -114,6 +115,8 @@ static void test_valid_vectors_verify(void **state)
         assert_string_equal(json_string_value(json_object_get(claims.details, "product")), v->product);
         assert_int_equal(json_integer_value(json_object_get(claims.details, "version")), v->version);
         assert_true(json_is_true(json_object_get(claims.details, "report_data_checked")));
+        assert_true(json_integer_value(json_object_get(claims.details, "vek_not_before")) <= v->at);
+        assert_true(json_integer_value(json_object_get(claims.details, "vek_not_after")) >= v->at);
         cf_claims_free(&claims);
         cf_buf_free(&r);
     }
@@ -276,7 +279,7 @@ static void test_pinned_roots_match_vectors(void **state)
         assert_int_equal(X509_cmp(ask, v_ask), 0);
         assert_int_equal(X509_cmp(asvk, v_asvk), 0); /* first cert of the KDS VLEK cert_chain */
         uint8_t fp[32];
-        assert_cf_ok(snp_x509_der_sha256(ark, fp));
+        assert_cf_ok(cf_x509_fingerprint_sha256(ark, fp));
         assert_memory_equal(fp, cf_snp_ark_fingerprint(products[i]), 32);
         /* ASK and ASVK under the ARK, ARK self-signed (until 2045+). */
         assert_cf_ok(snp_x509_verify(ask, NULL, ark, T_VALID));

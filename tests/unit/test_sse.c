@@ -4,7 +4,9 @@
 #include "test_helper.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "confide/sse.h"
 
@@ -326,6 +328,36 @@ static void test_constant_memory(void **state)
     print_message("sse: %zu events, parser buffers peaked at %zu bytes\n", rounds, max_cap);
 }
 
+/* Lone-CR lines in one big chunk: each line end must not rescan the rest of
+ * the chunk (quadratic time would take hours here, linear takes ms). */
+static void test_many_cr_lines_linear(void **state)
+{
+    (void)state;
+    size_t pairs = cf_test_under_valgrind() ? 200000 : 2000000;
+    uint8_t *chunk = malloc(pairs * 4);
+    assert_non_null(chunk);
+    for (size_t i = 0; i < pairs; i++) {
+        memcpy(chunk + 4 * i, i % 2 ? "x\r\r\n" : ":\r\r\r", 4);
+    }
+    recorder rec = {0};
+    cf_buf_init(&rec.log, 0);
+    cf_sse_parser p;
+    cf_sse_parser_init(&p, 0, record, &rec);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_cf_ok(cf_sse_parser_feed(&p, cf_slice_make(chunk, pairs * 4)));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    /* Only the comment blocks are reported ("x" is an ignored field). */
+    assert_int_equal(rec.events, pairs / 2);
+    assert_cf_ok(cf_sse_parser_finish(&p));
+    cf_sse_parser_free(&p);
+    cf_buf_free(&rec.log);
+    free(chunk);
+    print_message("sse: %zu bytes of CR-terminated lines in one chunk: %.3f s\n", pairs * 4, secs);
+    assert_true(secs < 20.0);
+}
+
 static void test_callback_error_stops(void **state)
 {
     (void)state;
@@ -462,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_event_size_limit),
         cmocka_unit_test(test_constant_memory),
+        cmocka_unit_test(test_many_cr_lines_linear),
         cmocka_unit_test(test_callback_error_stops),
         cmocka_unit_test(test_writer_round_trip),
         cmocka_unit_test(test_openai_stream),
