@@ -64,7 +64,8 @@
 
 /* ---- inference keys (DESIGN §4.2) ---------------------------------------- */
 
-/* key_id = base64url(SHA-256("confide/v1 key-id" || K)[0..16)). */
+/* key_id = base64url(SHA-256("confide/v1 key-id" || K)[0..16)); the same
+ * function as cf_proto_key_id (protocol.h), under this module's names. */
 CF_RESULT cf_key_id_derive(const uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1]);
 /* Fresh K from the OS CSPRNG and its key id. */
 CF_RESULT cf_key_generate(uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1]);

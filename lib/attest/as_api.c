@@ -6,8 +6,8 @@
 
 #include "confide/crypto.h"
 #include "confide/encoding.h"
+#include "confide/protocol.h"
 
-#define LABEL_KEY_ID "confide/v1 key-id"
 #define LABEL_AS_ATTEST "confide/v1 as-attest"
 #define LABEL_WORKER_ATTEST "confide/v1 worker-attest"
 #define LABEL_KEY_UPLOAD "confide/v1 key-upload"
@@ -168,22 +168,15 @@ static CF_RESULT append_scope(cf_buf *b, const cf_key_scope *scope)
 
 /* ---- keys --------------------------------------------------------------------- */
 
+/* One derivation for the whole code base: the codec's (protocol.h). */
+_Static_assert(CF_KEY_ID_LEN == CF_PROTO_KEY_ID_LEN, "key id lengths agree");
+_Static_assert(CF_INFERENCE_KEY_LEN == CF_PROTO_SECRET_LEN, "secret lengths agree");
+
 CF_RESULT cf_key_id_derive(const uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1])
 {
     CF_ENSURE_REF(k);
     CF_ENSURE_REF(key_id);
-    cf_result result = CF_OK;
-    cf_hash_ctx h = {0};
-    uint8_t digest[CF_SHA256_LEN];
-    CF_GUARD_OUT(cf_hash_init(&h, CF_HASH_SHA256));
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_cstr(LABEL_KEY_ID)));
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(k, CF_INFERENCE_KEY_LEN)));
-    CF_GUARD_OUT(cf_hash_final(&h, digest));
-    CF_GUARD_OUT(cf_b64url_encode_str(cf_slice_make(digest, 16), key_id, CF_KEY_ID_LEN + 1));
-out:
-    cf_hash_free(&h);
-    cf_wipe(digest, sizeof digest);
-    return result;
+    return cf_proto_key_id(k, key_id);
 }
 
 CF_RESULT cf_key_generate(uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1])
