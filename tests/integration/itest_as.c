@@ -9,7 +9,11 @@
 #define _GNU_SOURCE /* memmem */
 #include "test_helper.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -849,7 +853,8 @@ static void test_abuse_limits(void **state)
     env_t *e = *state;
     daemon_t d;
     static const char *const tight[] = {"--rate-attest", "1", "--rate-upload", "1", "--rate-burst", "4",
-                                        "--max-keys", "1", "--max-workers", "1", "--max-body", "8192", NULL};
+                                        "--max-keys", "1", "--max-workers", "1", "--max-body", "8192",
+                                        "--read-timeout-ms", "500", NULL};
     start_as(e, &d, "as_tight", tight);
     cf_as_identity id;
     verify_as(&d, e, &id); /* 1 attest token */
@@ -898,9 +903,70 @@ static void test_abuse_limits(void **state)
     expect_error(&r, 429, "limit_exceeded");
     cf_buf_free(&r.body);
     assert_true(metric(&d, "confide_as_rate_limited_total") >= 1);
+
+    /* A client that sends half a request is dropped after --read-timeout-ms. */
+    int port = atoi(strrchr(d.base_url, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *partial = "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
+    assert_int_equal(write(fd, partial, strlen(partial)), (ssize_t)strlen(partial));
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    time_t t0 = time(NULL);
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    char buf[512];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    assert_true(time(NULL) - t0 <= 3);
+    close(fd);
+
+    /* SIGTERM with a key stream open: the stream ends, the daemon exits 0. */
+    stop_as(&d);
+    cf_key_event ev;
+    e->id = id;
+    while (worker_event(e, &w1, 5000, &ev, &ended)) {
+        cf_key_event_wipe(&ev);
+    }
+    e->id = saved;
+    assert_true(ended);
     worker_free(&w1);
     worker_free(&w2);
     cf_as_identity_free(&id);
+}
+
+/* HTTPS with --tls-cert / --tls-key. */
+static void test_tls(void **state)
+{
+    env_t *e = *state;
+    char cmd[2048], cert[600], key[600];
+    snprintf(cert, sizeof cert, "%s/tls.pem", e->tmp);
+    snprintf(key, sizeof key, "%s/tls.key", e->tmp);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' 2>/dev/null",
+             key, cert);
+    assert_int_equal(system(cmd), 0);
+    const char *const tls[] = {"--tls-cert", cert, "--tls-key", key, NULL};
+    daemon_t d;
+    start_as(e, &d, "as_tls", tls);
+    /* HTTPS, checked against the certificate as CA. */
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%s/healthz", strrchr(d.base_url, ':') + 1);
+    CURL *c = curl_easy_init();
+    cf_buf body;
+    cf_buf_init(&body, 0);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, cert);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 200);
+    curl_easy_cleanup(c);
+    cf_buf_free(&body);
     stop_as(&d);
 }
 
@@ -914,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_delete_and_expiry_reach_streams),
         cmocka_unit_test(test_token_expiry),
         cmocka_unit_test(test_abuse_limits),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
