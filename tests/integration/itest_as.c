@@ -59,9 +59,24 @@ static void start_as(env_t *e, daemon_t *d, const char *name, const char *const 
     snprintf(d->log, sizeof d->log, "%s/%s.log", e->tmp, name);
     char bin[600];
     snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
-    const char *argv[32] = {bin,         "--platform", "sim",      "--sim-dir", e->sim_dir, "--manifest",
-                            e->manifest_path, "--port", "0", "--keepalive", "1"};
-    size_t n = 11;
+    /* CONFIDE_ITEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full"
+     * runs the daemon under a tool (its exit status is checked at stop). */
+    const char *argv[48];
+    size_t n = 0;
+    static char wrapper[512];
+    const char *w = getenv("CONFIDE_ITEST_WRAPPER");
+    if (w != NULL && w[0] != '\0') {
+        snprintf(wrapper, sizeof wrapper, "%s", w);
+        char *save = NULL;
+        for (char *tok = strtok_r(wrapper, " ", &save); tok != NULL && n < 16; tok = strtok_r(NULL, " ", &save)) {
+            argv[n++] = tok;
+        }
+    }
+    const char *fixed[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest_path,
+                           "--port", "0", "--keepalive", "1"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        argv[n++] = fixed[i];
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         argv[n++] = extra[i];
     }
@@ -75,11 +90,11 @@ static void start_as(env_t *e, daemon_t *d, const char *name, const char *const 
         FILE *o = freopen("/dev/null", "w", stdout);
         (void)f;
         (void)o;
-        execv(bin, (char *const *)(uintptr_t)argv);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
         _exit(127);
     }
     /* Wait for "event=as_started ... port=N". */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 800; i++) {
         usleep(25000);
         cf_buf log;
         cf_test_read_file(d->log, false, &log);
@@ -107,7 +122,7 @@ static void stop_as(daemon_t *d)
     }
     kill(d->pid, SIGTERM);
     int status = 0;
-    for (int i = 0; i < 200 && waitpid(d->pid, &status, WNOHANG) != d->pid; i++) {
+    for (int i = 0; i < 800 && waitpid(d->pid, &status, WNOHANG) != d->pid; i++) {
         usleep(25000);
     }
     /* SIGTERM must end it cleanly with status 0. */
