@@ -407,10 +407,10 @@ static void scope_of(cf_key_scope *s, const char *model)
     s->count = 1;
 }
 
-static long upload(const daemon_t *d, const cf_as_identity *id, const char *model, uint32_t ttl, client_key *ck,
-                   resp_t *r)
+/* Upload ck->k (already generated) with this scope and TTL. */
+static long upload_key(const daemon_t *d, const cf_as_identity *id, const char *model, uint32_t ttl, client_key *ck,
+                       resp_t *r)
 {
-    assert_cf_ok(cf_key_generate(ck->k, ck->key_id));
     cf_key_scope scope;
     scope_of(&scope, model);
     cf_buf body;
@@ -425,6 +425,13 @@ static long upload(const daemon_t *d, const cf_as_identity *id, const char *mode
     }
     cf_buf_free(&body);
     return r->status;
+}
+
+static long upload(const daemon_t *d, const cf_as_identity *id, const char *model, uint32_t ttl, client_key *ck,
+                   resp_t *r)
+{
+    assert_cf_ok(cf_key_generate(ck->k, ck->key_id));
+    return upload_key(d, id, model, ttl, ck, r);
 }
 
 static void verify_as(const daemon_t *d, const env_t *e, cf_as_identity *id)
@@ -602,6 +609,19 @@ static void test_worker_gets_exactly_its_scope(void **state)
     expect_error(&r, 401, "unauthorized");
     cf_buf_free(&r.body);
     cf_buf_free(&fb);
+
+    /* Re-uploading the same key with another scope moves it between workers. */
+    assert_int_equal(upload_key(&e->as, &e->id, "model-c", 600, &ka, &r), 200);
+    cf_buf_free(&r.body);
+    assert_true(worker_event(e, &main_w, 5000, &ev, &ended));
+    assert_int_equal(ev.type, CF_KEY_EVENT_DELETE);
+    assert_string_equal(ev.key_id, ka.key_id);
+    assert_string_equal(ev.reason, "scope");
+    assert_true(worker_event(e, &other_w, 5000, &ev, &ended));
+    assert_int_equal(ev.type, CF_KEY_EVENT_PUT);
+    assert_string_equal(ev.key_id, ka.key_id);
+    assert_memory_equal(ev.k, ka.k, 32);
+    cf_key_event_wipe(&ev);
 
     /* Secrets never reach the log. */
     cf_buf log;
