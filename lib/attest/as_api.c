@@ -913,11 +913,13 @@ static CF_RESULT wrap_aad(const uint8_t worker_id[CF_WORKER_ID_LEN], const cf_ke
 }
 
 /* The signed encoding of an event (docs/protocol.md). */
-static CF_RESULT event_message(const uint8_t worker_id[CF_WORKER_ID_LEN], const cf_key_event *ev, cf_slice enc,
+static CF_RESULT event_message(const uint8_t worker_id[CF_WORKER_ID_LEN],
+                               const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_key_event *ev, cf_slice enc,
                                cf_slice ct, cf_buf *m)
 {
     CF_GUARD(append_label(m, LABEL_KEY_EVENT));
     CF_GUARD(cf_buf_append(m, worker_id, CF_WORKER_ID_LEN));
+    CF_GUARD(cf_buf_append(m, stream_nonce, CF_STREAM_NONCE_LEN));
     CF_GUARD(cf_buf_append_u64be(m, ev->seq));
     CF_GUARD(cf_buf_append_u8(m, (uint8_t)ev->type));
     switch (ev->type) {
@@ -937,10 +939,12 @@ static CF_RESULT event_message(const uint8_t worker_id[CF_WORKER_ID_LEN], const 
     CF_BAIL_MSG(CF_E_INVALID_ARGUMENT, "unknown event type");
 }
 
-CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker, const cf_key_event *ev,
-                             const uint8_t *k, cf_buf *out)
+CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker,
+                             const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_key_event *ev, const uint8_t *k,
+                             cf_buf *out)
 {
     CF_ENSURE_REF(worker);
+    CF_ENSURE_REF(stream_nonce);
     CF_ENSURE_REF(ev);
     CF_ENSURE_MSG(!carries_key(ev->type) || k != NULL, CF_E_INVALID_ARGUMENT, "put needs the key");
     cf_result result = CF_OK;
@@ -977,7 +981,7 @@ CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker, 
     } else {
         CF_BAIL_OUT(CF_E_INVALID_ARGUMENT, "unknown event type");
     }
-    CF_GUARD_OUT(event_message(worker->worker_id, ev, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
+    CF_GUARD_OUT(event_message(worker->worker_id, stream_nonce, ev, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
     CF_GUARD_OUT(cf_ed25519_sign(sign_key, cf_buf_slice(&m), sig));
     CF_GUARD_OUT(set_b64(o, "signature", cf_slice_make(sig, sizeof sig)));
     result = dump_json(o, out);
@@ -992,8 +996,8 @@ out:
 }
 
 CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WORKER_ID_LEN],
-                            const cf_hpke_keypair *worker_kp, const char *name, cf_slice data, uint64_t expected_seq,
-                            cf_key_event *out)
+                            const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_hpke_keypair *worker_kp,
+                            const char *name, cf_slice data, uint64_t expected_seq, cf_key_event *out)
 {
     static const char *const put_keys[] = {"seq", "key_id", "expires_at", "scope", "enc", "ct", "signature", NULL};
     static const char *const delete_keys[] = {"seq", "key_id", "reason", "signature", NULL};
@@ -1002,6 +1006,7 @@ CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WO
     CF_ENSURE_REF(name);
     CF_ENSURE_REF(out);
     CF_ENSURE_REF(worker_id);
+    CF_ENSURE_REF(stream_nonce);
     memset(out, 0, sizeof *out);
     cf_result result = CF_OK;
     json_t *o = NULL;
@@ -1050,9 +1055,10 @@ CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WO
         break;
     }
     CF_GUARD_OUT(get_b64_fixed(o, "signature", sig, sizeof sig));
-    CF_GUARD_OUT(event_message(worker_id, out, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
+    CF_GUARD_OUT(event_message(worker_id, stream_nonce, out, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
     if (cf_is_error(cf_ed25519_verify(as_sign_pub, cf_buf_slice(&m), cf_slice_make(sig, sizeof sig)))) {
-        CF_BAIL_OUT(CF_E_BAD_SIGNATURE, "key stream event is not signed by the attested AS for this worker");
+        CF_BAIL_OUT(CF_E_BAD_SIGNATURE,
+                    "key stream event is not signed by the attested AS for this worker and stream nonce");
     }
     /* Signed sequence numbers: a dropped, replayed or reordered event fails. */
     if (out->seq != expected_seq) {
@@ -1090,21 +1096,52 @@ out:
 
 /* ---- fetch ------------------------------------------------------------------------------------ */
 
-CF_RESULT cf_key_fetch_build(const char *key_id, cf_buf *out)
+CF_RESULT cf_key_fetch_build(const char *key_id, const uint8_t nonce[CF_STREAM_NONCE_LEN], cf_buf *out)
 {
     CF_ENSURE_REF(key_id);
-    return dump_json(json_pack("{s:s}", "key_id", key_id), out);
+    CF_ENSURE_REF(nonce);
+    json_t *o = json_pack("{s:s}", "key_id", key_id);
+    CF_ENSURE_MSG(o != NULL, CF_E_NO_MEMORY, "json_pack failed");
+    if (cf_is_error(set_b64(o, "nonce", cf_slice_make(nonce, CF_STREAM_NONCE_LEN)))) {
+        json_decref(o);
+        return CF_ERROR;
+    }
+    return dump_json(o, out);
 }
 
-CF_RESULT cf_key_fetch_parse(cf_slice body, char key_id[CF_KEY_ID_LEN + 1])
+CF_RESULT cf_key_fetch_parse(cf_slice body, char key_id[CF_KEY_ID_LEN + 1], uint8_t nonce[CF_STREAM_NONCE_LEN])
 {
-    static const char *const keys[] = {"key_id", NULL};
+    static const char *const keys[] = {"key_id", "nonce", NULL};
     cf_result result = CF_OK;
     json_t *o = NULL;
     CF_GUARD(parse_object(body, &o));
     CF_GUARD_OUT(only_keys(o, keys));
     CF_GUARD_OUT(get_key_id(o, "key_id", key_id));
+    CF_GUARD_OUT(get_b64_fixed(o, "nonce", nonce, CF_STREAM_NONCE_LEN));
 out:
     json_decref(o);
     return result;
+}
+
+CF_RESULT cf_key_stream_query_build(const uint8_t nonce[CF_STREAM_NONCE_LEN], char out[CF_STREAM_QUERY_MAX])
+{
+    CF_ENSURE_REF(nonce);
+    char b64[CF_STREAM_QUERY_MAX];
+    CF_GUARD(cf_b64url_encode_str(cf_slice_make(nonce, CF_STREAM_NONCE_LEN), b64, sizeof b64));
+    int n = snprintf(out, CF_STREAM_QUERY_MAX, "stream=%s", b64);
+    CF_ENSURE(n > 0 && n < CF_STREAM_QUERY_MAX, CF_E_INTERNAL);
+    return CF_OK;
+}
+
+CF_RESULT cf_key_stream_query_parse(const char *query, uint8_t nonce[CF_STREAM_NONCE_LEN])
+{
+    CF_ENSURE_MSG(query != NULL && strncmp(query, "stream=", 7) == 0, CF_E_MALFORMED,
+                  "key stream needs ?stream=<16-byte nonce, base64url>");
+    cf_slice v = cf_slice_cstr(query + 7);
+    size_t len = 0;
+    CF_ENSURE_MSG(v.len == cf_b64url_encoded_len(CF_STREAM_NONCE_LEN) &&
+                      cf_is_ok(cf_b64url_decode_fixed(v, nonce, CF_STREAM_NONCE_LEN, &len)) &&
+                      len == CF_STREAM_NONCE_LEN,
+                  CF_E_MALFORMED, "stream: expected a 16-byte nonce in base64url");
+    return CF_OK;
 }

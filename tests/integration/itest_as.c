@@ -194,6 +194,7 @@ static void expect_error(const resp_t *r, long status, const char *code)
 /* ---- key streams (SSE over curl multi) ---------------------------------------- */
 
 typedef struct stream {
+    uint8_t nonce[CF_STREAM_NONCE_LEN];
     CURLM *multi;
     CURL *easy;
     struct curl_slist *hdrs;
@@ -203,10 +204,12 @@ typedef struct stream {
 
 static void stream_open(const daemon_t *d, const char *token, stream_t *s)
 {
-    char url[256], auth[1024];
-    snprintf(url, sizeof url, "%s/v1/workers/keys", d->base_url);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    char url[256], auth[1024], query[CF_STREAM_QUERY_MAX];
     memset(s, 0, sizeof *s);
+    assert_cf_ok(cf_random(s->nonce, sizeof s->nonce));
+    assert_cf_ok(cf_key_stream_query_build(s->nonce, query));
+    snprintf(url, sizeof url, "%s/v1/workers/keys?%s", d->base_url, query);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
     cf_buf_init(&s->raw, 0);
     s->multi = curl_multi_init();
     s->easy = curl_easy_init();
@@ -355,7 +358,8 @@ static bool worker_event(const env_t *e, worker_t *w, int timeout_ms, cf_key_eve
     cf_buf_init(&data, 0);
     bool got = stream_next(&w->s, timeout_ms, name, &data, ended);
     if (got) {
-        assert_cf_ok(cf_key_event_open(e->id.signing_key, w->grant.worker_id, &w->kp, name, cf_buf_slice(&data),
+        assert_cf_ok(cf_key_event_open(e->id.signing_key, w->grant.worker_id, w->s.nonce, &w->kp, name,
+                                       cf_buf_slice(&data),
                                        w->seq, out));
         w->seq++;
     }
@@ -391,6 +395,10 @@ static void worker_free(worker_t *w)
     cf_worker_grant_free(&w->grant);
     cf_hpke_keypair_wipe(&w->kp);
 }
+
+/* The worker's nonce for single-key fetches (fresh per fetch in a real worker). */
+static const uint8_t fetch_nonce[CF_STREAM_NONCE_LEN] = {0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7,
+                                                        0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff};
 
 /* ---- client ------------------------------------------------------------------- */
 
@@ -588,11 +596,11 @@ static void test_worker_gets_exactly_its_scope(void **state)
     /* Fetch one key by id. */
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build(ka.key_id, &fb));
+    assert_cf_ok(cf_key_fetch_build(ka.key_id, fetch_nonce, &fb));
     http(&e->as, "POST", "/v1/workers/key", cf_buf_slice(&fb), main_w.grant.token, &r);
     assert_int_equal(r.status, 200);
-    assert_cf_ok(cf_key_event_open(e->id.signing_key, main_w.grant.worker_id, &main_w.kp, "key", cf_buf_slice(&r.body),
-                                   0, &ev));
+    assert_cf_ok(cf_key_event_open(e->id.signing_key, main_w.grant.worker_id, fetch_nonce, &main_w.kp, "key",
+                                   cf_buf_slice(&r.body), 0, &ev));
     assert_memory_equal(ev.k, ka.k, 32);
     cf_key_event_wipe(&ev);
     cf_buf_free(&r.body);
@@ -601,7 +609,7 @@ static void test_worker_gets_exactly_its_scope(void **state)
     expect_error(&r, 401, "unauthorized");
     cf_buf_free(&r.body);
     cf_buf_reset(&fb);
-    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", &fb));
+    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", fetch_nonce, &fb));
     http(&e->as, "POST", "/v1/workers/key", cf_buf_slice(&fb), main_w.grant.token, &r);
     expect_error(&r, 404, "unknown_key");
     cf_buf_free(&r.body);
@@ -662,8 +670,17 @@ static void test_worker_rejections(void **state)
         cf_buf_free(&r.body);
         worker_free(&w);
     }
-    /* Forged and missing tokens open no stream. */
+    /* A stream without the worker's nonce is refused. */
     resp_t r;
+    worker_t ok;
+    worker_join(e, &e->as, &ok, NULL, TAMPER_NONE, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    http(&e->as, "GET", "/v1/workers/keys", CF_SLICE_EMPTY, ok.grant.token, &r);
+    expect_error(&r, 400, "malformed");
+    cf_buf_free(&r.body);
+    worker_free(&ok);
+    /* Forged and missing tokens open no stream. */
     stream_t s;
     stream_open(&e->as, "AAAA", &s);
     char name[32];
@@ -826,7 +843,7 @@ static void test_delete_and_expiry_reach_streams(void **state)
     assert_true(time(NULL) >= ke.expires_at);
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build(ke.key_id, &fb));
+    assert_cf_ok(cf_key_fetch_build(ke.key_id, fetch_nonce, &fb));
     http(&e->as, "POST", "/v1/workers/key", cf_buf_slice(&fb), w.grant.token, &r);
     expect_error(&r, 404, "unknown_key");
     cf_buf_free(&r.body);
@@ -862,7 +879,7 @@ static void test_token_expiry(void **state)
     /* An expired token opens nothing. */
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", &fb));
+    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", fetch_nonce, &fb));
     http(&e->as_short, "POST", "/v1/workers/key", cf_buf_slice(&fb), w.grant.token, &r);
     expect_error(&r, 401, "expired");
     cf_buf_free(&r.body);
@@ -872,7 +889,7 @@ static void test_token_expiry(void **state)
     worker_join(e, &e->as, &w2, NULL, TAMPER_NONE, &r);
     cf_buf_free(&r.body);
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", &fb));
+    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", fetch_nonce, &fb));
     http(&e->as_short, "POST", "/v1/workers/key", cf_buf_slice(&fb), w2.grant.token, &r);
     expect_error(&r, 401, "unauthorized");
     cf_buf_free(&r.body);
