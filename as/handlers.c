@@ -43,7 +43,14 @@ static void fail(cf_http_request *req, int status)
         status = status_for(e->code);
     }
     const char *type = status >= 500 ? "server_error" : "invalid_request_error";
-    if (cf_is_error(cf_http_respond_error(req, status, type, cf_error_name(e->code), e->detail, NULL))) {
+    /* Server-side failures name internal paths and state: log them, answer
+     * generically. Client errors say exactly what was wrong with the input. */
+    const char *code = status >= 500 ? "internal_error" : cf_error_name(e->code);
+    const char *detail = status >= 500 ? "internal error (details in the AS log)" : e->detail;
+    if (status >= 500) {
+        CF_LOG_ERROR("request_failed", cf_kv_id("req", cf_http_request_id(req)), cf_kv_last_error());
+    }
+    if (cf_is_error(cf_http_respond_error(req, status, type, code, detail, NULL))) {
         CF_LOG_WARN("respond_failed", cf_kv_id("req", cf_http_request_id(req)));
     }
 }
