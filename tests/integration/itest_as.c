@@ -1022,6 +1022,84 @@ static void test_tls(void **state)
     stop_as(&d);
 }
 
+/* Run confide-as to completion (it must exit by itself) and return its
+ * exit status; its stderr goes to `log`. */
+static int run_as(const char *log, const char *const *args)
+{
+    char bin[600];
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    const char *argv[32] = {bin};
+    size_t n = 1;
+    for (size_t i = 0; args[i] != NULL && n < 31; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(log, "w", stderr);
+        FILE *o = freopen("/dev/null", "w", stdout);
+        (void)f;
+        (void)o;
+        execv(bin, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static bool log_has(const char *log, const char *needle)
+{
+    cf_buf b;
+    cf_test_read_file(log, false, &b);
+    bool found = memmem(b.data, b.len, needle, strlen(needle)) != NULL;
+    cf_buf_free(&b);
+    return found;
+}
+
+/* Misconfiguration is refused at start with the reason, never served. */
+static void test_refuses_bad_start(void **state)
+{
+    env_t *e = *state;
+    char log[600], manifest[600];
+    snprintf(log, sizeof log, "%s/bad_start.log", e->tmp);
+    /* A manifest whose AS policy pins another binary: the self-check fails. */
+    snprintf(manifest, sizeof manifest, "%s/other_as.json", e->tmp);
+    cf_buf text;
+    cf_buf_init(&text, 0);
+    assert_cf_ok(cf_buf_append_slice(&text, cf_buf_slice(&e->manifest->bytes)));
+    char as_hex[97];
+    const json_t *ms = json_object_get(e->manifest->as_policy, "measurements");
+    snprintf(as_hex, sizeof as_hex, "%s", json_string_value(json_array_get(ms, 0)));
+    uint8_t *at = memmem(text.data, text.len, as_hex, 96);
+    assert_non_null(at);
+    at[0] = at[0] == '0' ? '1' : '0';
+    FILE *f = fopen(manifest, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text.data, 1, text.len, f), text.len);
+    fclose(f);
+    cf_buf_free(&text);
+    const char *const wrong_binary[] = {"--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", manifest,
+                                        "--port", "0", NULL};
+    assert_int_equal(run_as(log, wrong_binary), 1);
+    assert_true(log_has(log, "event=startup_failed err=policy_violation"));
+    assert_true(log_has(log, "self-check"));
+    /* Platform other than the manifest's AS platform. */
+    const char *const wrong_platform[] = {"--platform", "snp", "--manifest", e->manifest_path, NULL};
+    assert_int_equal(run_as(log, wrong_platform), 1);
+    assert_true(log_has(log, "err=bad_config"));
+    /* Usage errors exit 2; --help exits 0. */
+    const char *const unknown_flag[] = {"--platfrom", "sim", NULL};
+    assert_int_equal(run_as(log, unknown_flag), 2);
+    const char *const missing[] = {"--platform", "sim", NULL};
+    assert_int_equal(run_as(log, missing), 2);
+    const char *const help[] = {"--help", NULL};
+    assert_int_equal(run_as(log, help), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1033,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_token_expiry),
         cmocka_unit_test(test_abuse_limits),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_refuses_bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
