@@ -824,8 +824,9 @@ CF_RESULT cf_worker_attest_response_build(cf_slice token, const cf_worker_token 
                                           const json_t *models, cf_buf *out)
 {
     cf_result result = CF_OK;
-    json_t *o = json_pack("{s:s%,s:I,s:s,s:O}", "token", (const char *)token.ptr, token.len, "expires_at",
-                          (json_int_t)t->expires_at, "policy", policy_name, "models", (json_t *)(uintptr_t)models);
+    /* A copy: the manifest's objects are never touched (not even refcounts). */
+    json_t *o = json_pack("{s:s%,s:I,s:s,s:o}", "token", (const char *)token.ptr, token.len, "expires_at",
+                          (json_int_t)t->expires_at, "policy", policy_name, "models", json_deep_copy(models));
     CF_ENSURE_MSG(o != NULL, CF_E_NO_MEMORY, "json_pack failed");
     CF_GUARD_OUT(set_b64(o, "worker_id", cf_slice_make(t->worker_id, CF_WORKER_ID_LEN)));
     result = dump_json(o, out);
@@ -862,6 +863,11 @@ CF_RESULT cf_worker_attest_response_parse(cf_slice body, cf_worker_grant *out)
     const json_t *models = json_object_get(o, "models");
     CF_ENSURE_MSG_OUT(json_is_array(models) && json_array_size(models) <= CF_MANIFEST_MAX_MODELS, CF_E_MALFORMED,
                       "models: expected an array");
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        const json_t *m = json_array_get(models, i);
+        CF_ENSURE_MSG_OUT(json_is_string(m) && model_name_ok(json_string_value(m), json_string_length(m)),
+                          CF_E_MALFORMED, "models: expected model names");
+    }
     out->model_count = json_array_size(models);
     memcpy(out->policy, policy.ptr, policy.len);
     out->policy[policy.len] = '\0';
