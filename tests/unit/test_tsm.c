@@ -20,6 +20,7 @@
 
 #include "confide/attest.h"
 #include "confide/snp.h"
+#include "confide/tsm.h"
 
 #define T_VALID INT64_C(1795132800)
 
