@@ -168,9 +168,10 @@ const uint8_t *cf_snp_ark_fingerprint(cf_snp_product p);
 
 /* ---- Collateral and chain ----------------------------------------------------- */
 
-/* Collateral: PEM or concatenated DER certificates, the VCEK/VLEK first, then
+/* Collateral: PEM or concatenated DER, the VCEK/VLEK certificate first, then
  * optionally the ASK/ASVK (an ARK in the bundle is ignored: the root is
- * always the pinned one), plus optionally AMD CRLs in PEM. */
+ * always the pinned one), plus optionally AMD CRLs (PEM "X509 CRL" blocks,
+ * or DER after the VEK). */
 typedef struct cf_snp_collateral {
     X509 *vek;
     STACK_OF(X509) *intermediates; /* possibly empty */
