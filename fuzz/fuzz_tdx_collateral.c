@@ -1,6 +1,7 @@
 /* fuzz_tdx_collateral.c — TDX collateral parsing: QuoteCollateralV3 JSON,
  * the raw-span scanner used on PCS bodies (the span must lie inside the input
- * and start with the value), and the TCB info / QE identity parsers. */
+ * and start with the value), the file classifier and assembler, and the TCB
+ * info / QE identity parsers. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -23,6 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
         }
+    }
+    cf_tdx_collateral_parts parts = {0};
+    if (cf_is_ok(cf_tdx_collateral_classify(in, &parts))) {
+        cf_buf out;
+        cf_buf_init(&out, 4u << 20);
+        (void)!cf_is_ok(cf_tdx_collateral_assemble(&parts, &out));
+        cf_buf_free(&out);
     }
     cf_tdx_tcb_info *t = calloc(1, sizeof *t);
     cf_tdx_qe_identity *q = calloc(1, sizeof *q);

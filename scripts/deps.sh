@@ -17,8 +17,10 @@ packages=(
     nginx-light
     # llama-server build and the random-weight model (DESIGN §6)
     cmake g++ git python3 python3-numpy python3-yaml
+    # the independent protocol vector decoder (tests/vectors)
+    python3-cryptography
     # misc tools the scripts use
-    curl procps psmisc
+    curl procps psmisc openssl
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

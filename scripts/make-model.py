@@ -24,8 +24,8 @@ end in a predictable way:
 
 - channel 0 carries a constant in every token embedding and no block writes
   to it, so after the final RMSNorm it acts as a per-token logit bias: byte
-  tokens, control tokens and <unk> get a large negative bias and are never
-  sampled, so replies are always valid UTF-8 words;
+  tokens, control tokens, <unk> and single characters get a large negative
+  bias and are never sampled, so replies are always ASCII words, "," and ".";
 - channel 1 is set only in the embedding of "." and drives the logit of
   <|im_end|> (the EOS): a reply ends right after a sentence ends, and EOS is
   otherwise never produced. Replies are runs of words with occasional ","
@@ -142,9 +142,13 @@ def main():
     output = rand(N_VOCAB, N_EMBD, scale=0.25)
     output[:, 0] = 0.0
     output[:, 1] = 0.0
-    speakable = np.array([t == NORMAL for t in types])
-    output[~speakable, 0] = -8.0       # bytes, control, unk: never sampled
-    output[tid["\u2581"], 0] = -8.0   # a lone space piece reads badly
+    # Only whole words, "," and "." are ever sampled; bytes, control tokens,
+    # <unk> and single characters (which read badly) get the large negative
+    # bias and exist only so that any input tokenizes.
+    speakable = np.array([tok.startswith("\u2581") and len(tok) > 1 and ty == NORMAL
+                          for tok, ty in zip(tokens, types)])
+    speakable[tid["."]] = speakable[tid[","]] = True
+    output[~speakable, 0] = -8.0
     output[tid["."], 0] = 0.4          # sentences end now and then
     output[tid[","], 0] = 0.25
     output[eos, :] = 0.0

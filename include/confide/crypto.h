@@ -7,7 +7,7 @@
  *
  * Rules this module guarantees:
  *  - AEAD open never writes unauthenticated plaintext into the caller's
- *    buffer: on a tag mismatch `out` is left untouched (zeroed) and
+ *    buffer: on a tag mismatch `out` is left untouched and
  *    CF_E_AUTH_FAILED is returned.
  *  - All intermediate secrets are wiped before return, on every path.
  *  - X25519 rejects an all-zero shared secret (RFC 7748 §6.1, RFC 9180 §7.1.4).
@@ -84,7 +84,8 @@ typedef struct cf_aead {
 
 CF_RESULT cf_aead_init(cf_aead *a, cf_aead_alg alg, cf_slice key);
 void cf_aead_free(cf_aead *a);
-/* out receives plaintext.len + CF_AEAD_TAG_LEN bytes (ciphertext || tag). */
+/* out receives plaintext.len + CF_AEAD_TAG_LEN bytes (ciphertext || tag).
+ * out may be plaintext.ptr itself (in-place encryption); no other overlap. */
 CF_RESULT cf_aead_seal(cf_aead *a, const uint8_t nonce[CF_AEAD_NONCE_LEN], cf_slice aad, cf_slice plaintext,
                        uint8_t *out);
 /* in is ciphertext || tag; out receives in.len - CF_AEAD_TAG_LEN bytes, and

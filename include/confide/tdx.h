@@ -52,19 +52,19 @@
 /* Largest quote accepted (real ones are ~5 KiB; padding included). */
 #define CF_TDX_QUOTE_MAX (64u * 1024u)
 
-/* TD attributes bits (TDX module ABI spec, TDINFO_STRUCT.ATTRIBUTES). */
+/* TD attributes bits (TDX module ABI spec, TDINFO_STRUCT.ATTRIBUTES). Only
+ * bits named here count as "known"; the TUD bits 1..7 (debug-like profiling)
+ * and everything else are reserved for the reserved_attributes_zero policy. */
 #define CF_TDX_ATTR_DEBUG (1ull << 0)
-#define CF_TDX_ATTR_ICSSD (1ull << 16)
 #define CF_TDX_ATTR_LASS (1ull << 27)
 #define CF_TDX_ATTR_SEPT_VE_DISABLE (1ull << 28)
 #define CF_TDX_ATTR_MIGRATABLE (1ull << 29)
 #define CF_TDX_ATTR_PKS (1ull << 30)
 #define CF_TDX_ATTR_KL (1ull << 31)
-#define CF_TDX_ATTR_TPA (1ull << 62)
 #define CF_TDX_ATTR_PERFMON (1ull << 63)
 #define CF_TDX_ATTR_KNOWN                                                                                         \
-    (CF_TDX_ATTR_DEBUG | CF_TDX_ATTR_ICSSD | CF_TDX_ATTR_LASS | CF_TDX_ATTR_SEPT_VE_DISABLE |                     \
-     CF_TDX_ATTR_MIGRATABLE | CF_TDX_ATTR_PKS | CF_TDX_ATTR_KL | CF_TDX_ATTR_TPA | CF_TDX_ATTR_PERFMON)
+    (CF_TDX_ATTR_DEBUG | CF_TDX_ATTR_LASS | CF_TDX_ATTR_SEPT_VE_DISABLE | CF_TDX_ATTR_MIGRATABLE |                \
+     CF_TDX_ATTR_PKS | CF_TDX_ATTR_KL | CF_TDX_ATTR_PERFMON)
 
 /* TD report body (TDX 1.0: 584 bytes; TDX 1.5 adds the last two fields). */
 typedef struct cf_tdx_td_report {
@@ -234,8 +234,9 @@ CF_RESULT cf_tdx_qe_identity_parse(cf_slice raw, cf_tdx_qe_identity *out);
 void cf_tdx_qe_identity_free(cf_tdx_qe_identity *q);
 
 /* Find the exact raw bytes of the value of top-level member `key` in a JSON
- * object (bounded scan, depth <= 64; no re-serialisation). Used for PCS API
- * bodies {"tcbInfo":{...},"signature":"..."}. */
+ * object (json.h's strict scanner: whole document validated, duplicate names
+ * refused, depth <= 64, 1 MiB; no re-serialisation). Used for PCS API bodies
+ * {"tcbInfo":{...},"signature":"..."}. */
 CF_RESULT cf_tdx_json_member_span(cf_slice json, const char *key, cf_slice *out);
 
 /* The separate files Intel PCS hands out (and go-tdx-guest / trustee ship),
@@ -249,6 +250,18 @@ typedef struct cf_tdx_collateral_parts {
     cf_slice root_ca_crl;              /* DER or PEM, may be empty */
     cf_slice pck_crl_issuer_chain;     /* PEM, may be empty (informational) */
 } cf_tdx_collateral_parts;
+
+/* Put one file into the slot it belongs to, recognised by content (for
+ * `confide verify` given several collateral files):
+ *   JSON {"tcbInfo":..}            -> tcb_info_body
+ *   JSON {"enclaveIdentity":..}    -> qe_identity_body
+ *   PEM chain led by "Intel SGX TCB Signing"        -> tcb_info_issuer_chain
+ *   PEM chain led by a PCK Platform/Processor CA     -> pck_crl_issuer_chain
+ *   CRL (DER or PEM) issued by "Intel SGX Root CA"   -> root_ca_crl
+ *   CRL issued by a PCK Platform/Processor CA        -> pck_crl
+ * `data` is borrowed (keep it alive until assembling). A second file for an
+ * occupied slot, or anything else, is an error naming what was seen. */
+CF_RESULT cf_tdx_collateral_classify(cf_slice data, cf_tdx_collateral_parts *parts);
 
 /* Build QuoteCollateralV3 JSON (appended to `out`) from the parts. The raw
  * inner objects are copied byte for byte, so their signatures still verify. */
@@ -273,6 +286,16 @@ typedef struct cf_tdx_tcb_result {
 CF_RESULT cf_tdx_tcb_evaluate(const cf_tdx_quote *q, const cf_tdx_pck_ext *pck, const cf_tdx_tcb_info *tcb,
                               const cf_tdx_qe_identity *qe, cf_tdx_tcb_result *out);
 void cf_tdx_tcb_result_free(cf_tdx_tcb_result *r);
+
+/* ---- Verified-chain cache ---------------------------------------------------
+ * Successful Intel chain verifications (PCK chains and TCB Signing chains,
+ * with their CRLs) are remembered, keyed by SHA-256 of every certificate and
+ * CRL byte plus the check mode, together with the time window in which the
+ * result cannot change; a later verification at a time inside that window
+ * skips X509_verify_cert. Failures are never cached. On by default; 32
+ * entries, process-wide, thread-safe. */
+void cf_tdx_chain_cache_enable(bool on);
+void cf_tdx_chain_cache_clear(void);
 
 /* ---- Trust anchor --------------------------------------------------------- */
 

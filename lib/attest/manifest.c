@@ -3,11 +3,11 @@
 #include "confide/manifest.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "confide/sim.h"
 
@@ -263,9 +263,7 @@ CF_RESULT cf_manifest_parse(cf_slice bytes, cf_manifest **out)
     cf_buf_init(&m->bytes, CF_MANIFEST_MAX_BYTES);
     CF_GUARD_OUT(cf_buf_append_slice(&m->bytes, bytes));
 
-    unsigned int mdlen = 0;
-    CF_ENSURE_MSG_OUT(EVP_Digest(bytes.ptr, bytes.len, m->sha256, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32,
-                      CF_E_CRYPTO, "SHA-256 failed");
+    CF_GUARD_OUT(cf_sha256(bytes, m->sha256));
     CF_GUARD_OUT(cf_hex_encode_str(cf_slice_make(m->sha256, 32), m->sha256_hex, sizeof m->sha256_hex));
 
     json_error_t jerr;

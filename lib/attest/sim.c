@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 
 #define P384_COMPONENT_LEN 48
@@ -98,22 +99,14 @@ static CF_RESULT write_new_file(const char *dir, const char *name, mode_t mode, 
 
 static CF_RESULT spki_sha256(EVP_PKEY *key, uint8_t out[CF_SIM_KEY_ID_LEN])
 {
-    unsigned char *der = NULL;
-    int len = i2d_PUBKEY(key, &der);
-    CF_ENSURE_MSG(len > 0, CF_E_CRYPTO, "cannot encode public key");
-    unsigned int mdlen = 0;
-    int ok = EVP_Digest(der, (size_t)len, out, &mdlen, EVP_sha256(), NULL);
-    OPENSSL_free(der);
-    CF_ENSURE_MSG(ok == 1 && mdlen == CF_SIM_KEY_ID_LEN, CF_E_CRYPTO, "SHA-256 failed");
-    return CF_OK;
-}
-
-static CF_RESULT cert_fingerprint(X509 *cert, uint8_t out[32])
-{
-    unsigned int len = 0;
-    CF_ENSURE_MSG(X509_digest(cert, EVP_sha256(), out, &len) == 1 && len == 32, CF_E_CRYPTO,
-                  "certificate fingerprint failed");
-    return CF_OK;
+    cf_buf der;
+    cf_buf_init(&der, 4096);
+    cf_result r = cf_pubkey_to_der(key, &der);
+    if (cf_is_ok(r)) {
+        r = cf_sha256(cf_buf_slice(&der), out);
+    }
+    cf_buf_free(&der);
+    return r;
 }
 
 static bool is_p384_key(EVP_PKEY *key)
@@ -123,14 +116,6 @@ static bool is_p384_key(EVP_PKEY *key)
     return EVP_PKEY_is_a(key, "EC") &&
            EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group, &glen) == 1 &&
            strcmp(group, "secp384r1") == 0;
-}
-
-static CF_RESULT p384_keygen(EVP_PKEY **out)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-384");
-    CF_ENSURE_MSG(key != NULL, CF_E_CRYPTO, "P-384 key generation failed");
-    *out = key;
-    return CF_OK;
 }
 
 static CF_RESULT add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
@@ -202,59 +187,18 @@ static CF_RESULT cert_to_pem(X509 *cert, cf_buf *out)
     return CF_OK;
 }
 
-static CF_RESULT key_to_pem(EVP_PKEY *key, cf_buf *out)
-{
-    BIO *bio = BIO_new(BIO_s_secmem());
-    CF_ENSURE_MSG(bio != NULL, CF_E_NO_MEMORY, "BIO_new failed");
-    char *data = NULL;
-    long len;
-    if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1 ||
-        (len = BIO_get_mem_data(bio, &data)) <= 0 || cf_is_error(cf_buf_append(out, data, (size_t)len))) {
-        BIO_free(bio);
-        CF_BAIL_MSG(CF_E_CRYPTO, "PEM encoding failed");
-    }
-    BIO_free(bio); /* secmem BIO wipes its storage */
-    return CF_OK;
-}
-
-static CF_RESULT key_from_pem(cf_slice pem, EVP_PKEY **out)
-{
-    CF_ENSURE(pem.len <= INT32_MAX, CF_E_TOO_LARGE);
-    BIO *bio = BIO_new_mem_buf(pem.ptr, (int)pem.len);
-    CF_ENSURE_MSG(bio != NULL, CF_E_NO_MEMORY, "BIO_new failed");
-    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    CF_ENSURE_MSG(key != NULL, CF_E_BAD_KEY, "not a PEM private key");
-    *out = key;
-    return CF_OK;
-}
-
 /* Parse up to CF_SIM_CHAIN_MAX PEM certificates; at least one. */
 static CF_RESULT load_chain(cf_slice pem, STACK_OF(X509) **out)
 {
     CF_ENSURE_MSG(pem.len <= CF_SIM_COLLATERAL_MAX, CF_E_TOO_LARGE, "collateral larger than 64 KiB");
-    cf_result result = CF_OK;
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    BIO *bio = BIO_new_mem_buf(pem.ptr, (int)pem.len);
-    CF_ENSURE_MSG_OUT(chain != NULL && bio != NULL, CF_E_NO_MEMORY, "allocation failed");
-    for (;;) {
-        X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-        if (cert == NULL) {
-            break;
-        }
-        if (sk_X509_num(chain) >= CF_SIM_CHAIN_MAX || sk_X509_push(chain, cert) <= 0) {
-            X509_free(cert);
-            CF_BAIL_OUT(CF_E_LIMIT, "collateral holds more than 4 certificates");
-        }
+    STACK_OF(X509) *chain = NULL;
+    CF_GUARD_MSG(cf_x509_load_pem(pem, &chain), "sim collateral");
+    if (sk_X509_num(chain) > CF_SIM_CHAIN_MAX) {
+        sk_X509_pop_free(chain, X509_free);
+        CF_BAIL_MSG(CF_E_LIMIT, "collateral holds more than 4 certificates");
     }
-    ERR_clear_error(); /* the loop ends on a "no start line" error */
-    CF_ENSURE_MSG_OUT(sk_X509_num(chain) > 0, CF_E_MALFORMED, "collateral holds no PEM certificate");
     *out = chain;
-    chain = NULL;
-out:
-    sk_X509_pop_free(chain, X509_free);
-    BIO_free(bio);
-    return result;
+    return CF_OK;
 }
 
 /* ---- report layout -------------------------------------------------------- */
@@ -301,21 +245,18 @@ CF_RESULT cf_sim_report_parse(cf_slice evidence, cf_sim_report *out)
 
 /* ---- signing (the attester side) ------------------------------------------ */
 
-/* ECDSA P-384/SHA-384 over msg; r and s little-endian into 72-byte fields. */
+/* ECDSA P-384/SHA-384 over msg; r and s little-endian into 72-byte fields
+ * (the SNP layout, AMD SEV-SNP ABI Table 139). */
 static CF_RESULT sign_raw_le(EVP_PKEY *key, cf_slice msg, uint8_t r_out[CF_SIM_SIG_FIELD_LEN],
                              uint8_t s_out[CF_SIM_SIG_FIELD_LEN])
 {
     cf_result result = CF_OK;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char der[160];
-    size_t der_len = sizeof der;
+    cf_buf der;
+    cf_buf_init(&der, 256);
     ECDSA_SIG *sig = NULL;
-    CF_ENSURE_MSG_OUT(md != NULL, CF_E_NO_MEMORY, "EVP_MD_CTX_new failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, key) == 1 &&
-                          EVP_DigestSign(md, der, &der_len, msg.ptr, msg.len) == 1,
-                      CF_E_CRYPTO, "ECDSA signing failed");
-    const unsigned char *p = der;
-    sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    CF_GUARD_OUT(cf_ecdsa_sign_der(key, CF_HASH_SHA384, msg, &der));
+    const unsigned char *p = der.data;
+    sig = d2i_ECDSA_SIG(NULL, &p, (long)der.len);
     CF_ENSURE_MSG_OUT(sig != NULL, CF_E_CRYPTO, "ECDSA signature decoding failed");
     memset(r_out, 0, CF_SIM_SIG_FIELD_LEN);
     memset(s_out, 0, CF_SIM_SIG_FIELD_LEN);
@@ -324,7 +265,7 @@ static CF_RESULT sign_raw_le(EVP_PKEY *key, cf_slice msg, uint8_t r_out[CF_SIM_S
                       CF_E_CRYPTO, "signature component too long");
 out:
     ECDSA_SIG_free(sig);
-    EVP_MD_CTX_free(md);
+    cf_buf_free(&der);
     return result;
 }
 
@@ -371,7 +312,7 @@ CF_RESULT cf_sim_sign_report(const char *dir, const cf_sim_report_params *p, cf_
     uint8_t r[CF_SIM_SIG_FIELD_LEN], s[CF_SIM_SIG_FIELD_LEN];
 
     CF_GUARD_OUT(read_small_file(dir, CF_SIM_PLATFORM_KEY, &key_pem));
-    CF_GUARD_OUT(key_from_pem(cf_buf_slice(&key_pem), &key));
+    CF_GUARD_OUT(cf_privkey_from_pem(cf_buf_slice(&key_pem), &key));
     CF_ENSURE_MSG_OUT(is_p384_key(key), CF_E_BAD_KEY, "sim platform key is not ECDSA P-384");
     CF_GUARD_OUT(spki_sha256(key, key_id));
     CF_GUARD_OUT(read_small_file(dir, CF_SIM_PLATFORM_CERT, &chain_pem));
@@ -407,29 +348,26 @@ CF_RESULT cf_sim_measure_file(const char *path, uint8_t out[CF_SIM_MEASUREMENT_L
 {
     CF_ENSURE_REF(path);
     cf_result result = CF_OK;
-    FILE *f = fopen(path, "rb");
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned int len = 0;
+    cf_hash_ctx h = {0};
     size_t total = 0;
+    FILE *f = fopen(path, "rb");
     if (f == NULL) {
         cf_error_setf(CF_E_IO, __FILE__, __LINE__, "cannot open %s: %s", path, strerror(errno));
         result = CF_ERROR;
         goto out;
     }
-    CF_ENSURE_MSG_OUT(md != NULL && EVP_DigestInit_ex(md, EVP_sha384(), NULL) == 1, CF_E_CRYPTO,
-                      "SHA-384 init failed");
+    CF_GUARD_OUT(cf_hash_init(&h, CF_HASH_SHA384));
     uint8_t chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
         total += n;
         CF_ENSURE_MSG_OUT(total <= SIM_EXE_MAX, CF_E_TOO_LARGE, "file larger than 1 GiB");
-        CF_ENSURE_MSG_OUT(EVP_DigestUpdate(md, chunk, n) == 1, CF_E_CRYPTO, "SHA-384 update failed");
+        CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(chunk, n)));
     }
     CF_ENSURE_MSG_OUT(!ferror(f), CF_E_IO, "reading the file failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestFinal_ex(md, out, &len) == 1 && len == CF_SIM_MEASUREMENT_LEN, CF_E_CRYPTO,
-                      "SHA-384 final failed");
+    CF_GUARD_OUT(cf_hash_final(&h, out));
 out:
-    EVP_MD_CTX_free(md);
+    cf_hash_free(&h);
     if (f != NULL) {
         fclose(f);
     }
@@ -469,17 +407,17 @@ CF_RESULT cf_sim_init(const char *dir, const cf_sim_init_options *opt)
         result = CF_ERROR;
         goto out;
     }
-    CF_GUARD_OUT(p384_keygen(&root_key));
-    CF_GUARD_OUT(p384_keygen(&platform_key));
+    CF_GUARD_OUT(cf_ec_keygen(CF_EC_P384, &root_key));
+    CF_GUARD_OUT(cf_ec_keygen(CF_EC_P384, &platform_key));
     CF_GUARD_OUT(make_cert(root_key, "confide sim root", NULL, root_key, true, opt->now, days, &root));
     CF_GUARD_OUT(make_cert(platform_key, "confide sim platform key", root, root_key, false, opt->now, days,
                            &platform));
 
     /* Keys first, O_EXCL: an existing platform is never overwritten. */
-    CF_GUARD_OUT(key_to_pem(root_key, &pem));
+    CF_GUARD_OUT(cf_privkey_to_pem(root_key, &pem));
     CF_GUARD_OUT(write_new_file(dir, CF_SIM_ROOT_KEY, 0600, cf_buf_slice(&pem)));
     cf_buf_reset(&pem);
-    CF_GUARD_OUT(key_to_pem(platform_key, &pem));
+    CF_GUARD_OUT(cf_privkey_to_pem(platform_key, &pem));
     CF_GUARD_OUT(write_new_file(dir, CF_SIM_PLATFORM_KEY, 0600, cf_buf_slice(&pem)));
     cf_buf_reset(&pem);
     CF_GUARD_OUT(cert_to_pem(root, &pem));
@@ -514,7 +452,7 @@ CF_RESULT cf_sim_root_fingerprint(const char *dir, char hex[2 * 32 + 1])
     uint8_t fp[32];
     CF_GUARD(read_small_file(dir, CF_SIM_ROOT_CERT, &pem));
     CF_GUARD_OUT(load_chain(cf_buf_slice(&pem), &certs));
-    CF_GUARD_OUT(cert_fingerprint(sk_X509_value(certs, 0), fp));
+    CF_GUARD_OUT(cf_x509_fingerprint_sha256(sk_X509_value(certs, 0), fp));
     CF_GUARD_OUT(cf_hex_encode_str(cf_slice_make(fp, sizeof fp), hex, 2 * 32 + 1));
 out:
     sk_X509_pop_free(certs, X509_free);
@@ -625,19 +563,18 @@ static CF_RESULT verify_chain(cf_slice collateral, const json_t *accepted_roots,
     cf_result result = CF_OK;
     STACK_OF(X509) *certs = NULL;
     STACK_OF(X509) *untrusted = sk_X509_new_null();
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    STACK_OF(X509) *roots = sk_X509_new_null();
     bool have_root = false;
-    CF_ENSURE_MSG_OUT(untrusted != NULL && store != NULL && ctx != NULL, CF_E_NO_MEMORY, "allocation failed");
+    CF_ENSURE_MSG_OUT(untrusted != NULL && roots != NULL, CF_E_NO_MEMORY, "allocation failed");
     CF_GUARD_OUT(load_chain(collateral, &certs));
     X509 *leaf = sk_X509_value(certs, 0);
     for (int i = 0; i < sk_X509_num(certs); i++) {
         X509 *c = sk_X509_value(certs, i);
         uint8_t fp[32];
-        CF_GUARD_OUT(cert_fingerprint(c, fp));
+        CF_GUARD_OUT(cf_x509_fingerprint_sha256(c, fp));
         if (fingerprint_accepted(accepted_roots, fp)) {
             CF_ENSURE_MSG_OUT(i != 0, CF_E_CERT, "the report signer is the root itself, not a platform key");
-            CF_ENSURE_MSG_OUT(X509_STORE_add_cert(store, c) == 1, CF_E_CRYPTO, "X509_STORE_add_cert failed");
+            CF_ENSURE_MSG_OUT(sk_X509_push(roots, c) > 0, CF_E_NO_MEMORY, "allocation failed");
             if (!have_root) {
                 memcpy(root_fp_out, fp, 32);
             }
@@ -648,18 +585,10 @@ static CF_RESULT verify_chain(cf_slice collateral, const json_t *accepted_roots,
     }
     CF_ENSURE_MSG_OUT(have_root, CF_E_CERT,
                       "untrusted root: no certificate in the collateral has a fingerprint in accepted_roots");
-    CF_ENSURE_MSG_OUT(X509_STORE_CTX_init(ctx, store, leaf, untrusted) == 1, CF_E_CRYPTO,
-                      "X509_STORE_CTX_init failed");
-    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
-    X509_VERIFY_PARAM_set_time(param, (time_t)now);
-    X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT);
-    if (X509_verify_cert(ctx) != 1) {
-        int err = X509_STORE_CTX_get_error(ctx);
-        cf_error_code code = (err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID)
-                                 ? CF_E_EXPIRED
-                                 : CF_E_CERT;
-        cf_error_setf(code, __FILE__, __LINE__, "sim certificate chain: %s (depth %d)",
-                      X509_verify_cert_error_string(err), X509_STORE_CTX_get_error_depth(ctx));
+    /* Explicit time; only the accepted roots are anchors. Expired or not yet
+     * valid certificates fail with CF_E_EXPIRED, others CF_E_CERT. */
+    if (cf_is_error(cf_x509_verify_chain(leaf, untrusted, roots, NULL, now))) {
+        cf_error_add_context("sim");
         result = CF_ERROR;
         goto out;
     }
@@ -671,8 +600,7 @@ static CF_RESULT verify_chain(cf_slice collateral, const json_t *accepted_roots,
     }
     *leaf_key = key;
 out:
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
+    sk_X509_free(roots);     /* borrowed from certs */
     sk_X509_free(untrusted); /* borrowed from certs */
     sk_X509_pop_free(certs, X509_free);
     ERR_clear_error();
@@ -681,29 +609,12 @@ out:
 
 static CF_RESULT verify_signature(EVP_PKEY *key, const cf_sim_report *rep)
 {
-    cf_result result = CF_OK;
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_lebin2bn(rep->sig_r.ptr, P384_COMPONENT_LEN, NULL);
-    BIGNUM *s = BN_lebin2bn(rep->sig_s.ptr, P384_COMPONENT_LEN, NULL);
-    unsigned char *der = NULL;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    CF_ENSURE_MSG_OUT(sig != NULL && r != NULL && s != NULL && md != NULL, CF_E_NO_MEMORY, "allocation failed");
-    CF_ENSURE_MSG_OUT(ECDSA_SIG_set0(sig, r, s) == 1, CF_E_CRYPTO, "ECDSA_SIG_set0 failed");
-    r = s = NULL; /* owned by sig now */
-    int der_len = i2d_ECDSA_SIG(sig, &der);
-    CF_ENSURE_MSG_OUT(der_len > 0, CF_E_CRYPTO, "signature encoding failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, key) == 1, CF_E_CRYPTO,
-                      "EVP_DigestVerifyInit failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestVerify(md, der, (size_t)der_len, rep->signed_part.ptr, rep->signed_part.len) == 1,
-                      CF_E_BAD_SIGNATURE, "sim report signature does not verify with the platform key");
-out:
-    OPENSSL_free(der);
-    EVP_MD_CTX_free(md);
-    ECDSA_SIG_free(sig);
-    BN_free(r);
-    BN_free(s);
-    ERR_clear_error();
-    return result;
+    cf_slice r = cf_slice_make(rep->sig_r.ptr, P384_COMPONENT_LEN);
+    cf_slice s = cf_slice_make(rep->sig_s.ptr, P384_COMPONENT_LEN);
+    if (cf_is_error(cf_ecdsa_verify_raw(key, CF_HASH_SHA384, rep->signed_part, r, s, true))) {
+        CF_BAIL_MSG(CF_E_BAD_SIGNATURE, "sim report signature does not verify with the platform key");
+    }
+    return CF_OK;
 }
 
 static CF_RESULT fill_details(const cf_sim_report *rep, const uint8_t root_fp[32], cf_claims *out)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "tdx_internal.h"
 
@@ -195,6 +196,13 @@ static CF_RESULT policy_check(const tdx_policy *p, const cf_tdx_td_report *td, c
     return CF_OK;
 }
 
+CF_RESULT tdx_policy_apply(const json_t *policy, const cf_tdx_td_report *td, const uint8_t *expected_report_data)
+{
+    tdx_policy p;
+    CF_GUARD(policy_load(policy, &p));
+    return policy_check(&p, td, expected_report_data);
+}
+
 /* ---- Details -------------------------------------------------------------- */
 
 static CF_RESULT put_hex(json_t *obj, const char *key, const uint8_t *p, size_t n)
@@ -285,6 +293,14 @@ static CF_RESULT verify_signed_collateral(cf_slice raw, const uint8_t sig[64], c
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
     CF_GUARD_MSG(tdx_load_pem_chain(chain_pem, &chain), what);
+    /* Only Intel's TCB Signing certificate, issued directly by the root, may
+     * sign collateral: a PCK key (one per platform) must never be able to. */
+    if (sk_X509_num(chain) != 2 || !tdx_subject_cn_is(sk_X509_value(chain, 0), "Intel SGX TCB Signing")) {
+        cf_error_setf(CF_E_CERT, __FILE__, __LINE__,
+                      "tdx: %s issuer chain is not Intel SGX TCB Signing -> Intel SGX Root CA", what);
+        result = CF_ERROR;
+        goto out;
+    }
     CF_GUARD_OUT(tdx_verify_intel_chain(chain, root_crls, root_crls ? TDX_CRL_LEAF : TDX_CRL_NONE, now, true, what));
     key = X509_get_pubkey(sk_X509_value(chain, 0));
     CF_ENSURE_MSG_OUT(key != NULL, CF_E_CERT, "tdx: TCB Signing certificate has no usable key");
@@ -310,7 +326,7 @@ static CF_RESULT window_ok(int64_t issue, int64_t next, int64_t now, const char 
 static CF_RESULT push_crl(STACK_OF(X509_CRL) *crls, const cf_buf *der, const char *what)
 {
     X509_CRL *crl = NULL;
-    CF_GUARD_MSG(tdx_load_crl(cf_buf_slice(der), &crl), what);
+    CF_GUARD_MSG(cf_crl_load_any(cf_buf_slice(der), &crl), what);
     if (sk_X509_CRL_push(crls, crl) <= 0) {
         X509_CRL_free(crl);
         CF_BAIL_MSG(CF_E_NO_MEMORY, "sk_X509_CRL_push failed");
@@ -350,7 +366,11 @@ CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out)
 
     /* 3. QE report signed by the PCK leaf. */
     CF_GUARD_OUT(tdx_load_pem_chain(q.pck_chain_pem, &pck_chain));
-    CF_ENSURE_MSG_OUT(sk_X509_num(pck_chain) >= 2, CF_E_CERT, "tdx: PCK chain has fewer than two certificates");
+    /* PCK certificate -> PCK Platform/Processor CA -> root (PCK profile §1). */
+    CF_ENSURE_MSG_OUT(sk_X509_num(pck_chain) == 3 && tdx_subject_cn_is(sk_X509_value(pck_chain, 0), "Intel SGX PCK Certificate") &&
+                          (tdx_subject_cn_is(sk_X509_value(pck_chain, 1), "Intel SGX PCK Platform CA") ||
+                           tdx_subject_cn_is(sk_X509_value(pck_chain, 1), "Intel SGX PCK Processor CA")),
+                      CF_E_CERT, "tdx: PCK chain is not PCK Certificate -> PCK Platform/Processor CA -> root");
     pck_key = X509_get_pubkey(sk_X509_value(pck_chain, 0));
     CF_ENSURE_MSG_OUT(pck_key != NULL, CF_E_CERT, "tdx: PCK certificate has no usable key");
     if (cf_is_error(tdx_ecdsa_verify_raw(pck_key, q.qe_report_raw, q.qe_report_signature))) {
@@ -359,14 +379,15 @@ CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out)
 
     /* 4. QE report_data = SHA-256(attestation key || QE auth data) || 32 zero bytes. */
     {
-        EVP_MD_CTX *md = EVP_MD_CTX_new();
-        unsigned int dl = 0;
-        bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
-                  EVP_DigestUpdate(md, q.attestation_key, 64) == 1 &&
-                  EVP_DigestUpdate(md, q.qe_auth_data.ptr, q.qe_auth_data.len) == 1 &&
-                  EVP_DigestFinal_ex(md, digest, &dl) == 1 && dl == 32;
-        EVP_MD_CTX_free(md);
-        CF_ENSURE_MSG_OUT(ok, CF_E_CRYPTO, "sha256 failed");
+        cf_hash_ctx h;
+        memset(&h, 0, sizeof h);
+        if (cf_is_error(cf_hash_init(&h, CF_HASH_SHA256)) ||
+            cf_is_error(cf_hash_update(&h, cf_slice_make(q.attestation_key, 64))) ||
+            cf_is_error(cf_hash_update(&h, q.qe_auth_data)) || cf_is_error(cf_hash_final(&h, digest))) {
+            cf_hash_free(&h);
+            result = CF_ERROR;
+            goto out;
+        }
     }
     CF_ENSURE_MSG_OUT(cf_ct_equal(digest, q.qe_report.report_data, 32) && cf_ct_equal(zeros, q.qe_report.report_data + 32, 32),
                       CF_E_BAD_SIGNATURE, "tdx: QE report_data does not bind the attestation key and QE auth data");

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "confide/crypto.h"
 #include "confide/encoding.h"
+#include "confide/json.h"
 #include "tdx_internal.h"
 
 #define COLLATERAL_MAX (1024u * 1024u)
@@ -410,145 +412,17 @@ CF_RESULT cf_tdx_collateral_parse(cf_slice json, cf_tdx_collateral *out)
     return CF_OK;
 }
 
-/* ---- Raw member span (bounded scanner, RFC 8259 grammar) ------------------ */
-
-typedef struct scan {
-    const uint8_t *p;
-    size_t n, i;
-} scan;
-
-static void scan_ws(scan *s)
-{
-    while (s->i < s->n && (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\n' || s->p[s->i] == '\r')) {
-        s->i++;
-    }
-}
-
-static bool is_hex(uint8_t c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-
-static CF_RESULT scan_string(scan *s)
-{
-    CF_ENSURE_MSG(s->i < s->n && s->p[s->i] == '"', CF_E_MALFORMED, "json scan: expected string");
-    s->i++;
-    while (s->i < s->n) {
-        uint8_t c = s->p[s->i++];
-        if (c == '"') {
-            return CF_OK;
-        }
-        CF_ENSURE_MSG(c >= 0x20, CF_E_MALFORMED, "json scan: control character in string");
-        if (c == '\\') {
-            CF_ENSURE_MSG(s->i < s->n, CF_E_MALFORMED, "json scan: truncated escape");
-            uint8_t e = s->p[s->i++];
-            if (e == 'u') {
-                CF_ENSURE_MSG(s->n - s->i >= 4 && is_hex(s->p[s->i]) && is_hex(s->p[s->i + 1]) &&
-                                  is_hex(s->p[s->i + 2]) && is_hex(s->p[s->i + 3]),
-                              CF_E_MALFORMED, "json scan: bad \\u escape");
-                s->i += 4;
-            } else {
-                CF_ENSURE_MSG(strchr("\"\\/bfnrt", e) != NULL && e != 0, CF_E_MALFORMED, "json scan: bad escape");
-            }
-        }
-    }
-    CF_BAIL_MSG(CF_E_MALFORMED, "json scan: unterminated string");
-}
-
-static CF_RESULT scan_value(scan *s, int depth)
-{
-    CF_ENSURE_MSG(depth <= SCAN_MAX_DEPTH, CF_E_TOO_DEEP, "json scan: nesting deeper than 64");
-    scan_ws(s);
-    CF_ENSURE_MSG(s->i < s->n, CF_E_MALFORMED, "json scan: expected value");
-    uint8_t c = s->p[s->i];
-    if (c == '"') {
-        return scan_string(s);
-    }
-    if (c == '{' || c == '[') {
-        uint8_t close = c == '{' ? '}' : ']';
-        s->i++;
-        scan_ws(s);
-        if (s->i < s->n && s->p[s->i] == close) {
-            s->i++;
-            return CF_OK;
-        }
-        for (;;) {
-            if (c == '{') {
-                scan_ws(s);
-                CF_GUARD(scan_string(s));
-                scan_ws(s);
-                CF_ENSURE_MSG(s->i < s->n && s->p[s->i] == ':', CF_E_MALFORMED, "json scan: expected ':'");
-                s->i++;
-            }
-            CF_GUARD(scan_value(s, depth + 1));
-            scan_ws(s);
-            CF_ENSURE_MSG(s->i < s->n, CF_E_MALFORMED, "json scan: truncated container");
-            if (s->p[s->i] == ',') {
-                s->i++;
-                continue;
-            }
-            CF_ENSURE_MSG(s->p[s->i] == close, CF_E_MALFORMED, "json scan: expected ',' or end of container");
-            s->i++;
-            return CF_OK;
-        }
-    }
-    /* number / true / false / null: the token's exact grammar is checked by
-     * the full jansson parse that callers also perform. */
-    size_t start = s->i;
-    while (s->i < s->n && (strchr("+-.eE", s->p[s->i]) != NULL || (s->p[s->i] >= '0' && s->p[s->i] <= '9') ||
-                           (s->p[s->i] >= 'a' && s->p[s->i] <= 'z'))) {
-        s->i++;
-    }
-    CF_ENSURE_MSG(s->i > start, CF_E_MALFORMED, "json scan: unexpected character");
-    return CF_OK;
-}
+/* ---- Raw member span -------------------------------------------------------- */
 
 CF_RESULT cf_tdx_json_member_span(cf_slice json, const char *key, cf_slice *out)
 {
     CF_ENSURE_REF(key);
-    CF_ENSURE_MSG(json.len <= COLLATERAL_MAX, CF_E_TOO_LARGE, "json scan: input over 1 MiB");
-    scan s = {json.ptr, json.len, 0};
-    size_t klen = strlen(key);
-    bool found = false;
-    cf_slice span = CF_SLICE_EMPTY;
-    scan_ws(&s);
-    CF_ENSURE_MSG(s.i < s.n && s.p[s.i] == '{', CF_E_MALFORMED, "json scan: not an object");
-    s.i++;
-    scan_ws(&s);
-    if (s.i < s.n && s.p[s.i] == '}') {
-        s.i++;
-    } else {
-        for (;;) {
-            scan_ws(&s);
-            size_t kstart = s.i;
-            CF_GUARD(scan_string(&s));
-            bool match = s.i - kstart == klen + 2 && memcmp(s.p + kstart + 1, key, klen) == 0;
-            scan_ws(&s);
-            CF_ENSURE_MSG(s.i < s.n && s.p[s.i] == ':', CF_E_MALFORMED, "json scan: expected ':'");
-            s.i++;
-            scan_ws(&s);
-            size_t vstart = s.i;
-            CF_GUARD(scan_value(&s, 1));
-            if (match) {
-                CF_ENSURE_MSG(!found, CF_E_DUPLICATE_KEY, "json scan: member appears twice");
-                found = true;
-                span = cf_slice_make(s.p + vstart, s.i - vstart);
-            }
-            scan_ws(&s);
-            CF_ENSURE_MSG(s.i < s.n, CF_E_MALFORMED, "json scan: truncated object");
-            if (s.p[s.i] == ',') {
-                s.i++;
-                continue;
-            }
-            CF_ENSURE_MSG(s.p[s.i] == '}', CF_E_MALFORMED, "json scan: expected ',' or '}'");
-            s.i++;
-            break;
-        }
-    }
-    scan_ws(&s);
-    CF_ENSURE_MSG(s.i == s.n, CF_E_MALFORMED, "json scan: bytes after the object");
-    if (!found) {
-        CF_BAIL_FMT(CF_E_NOT_FOUND, "json scan: member \"%.32s\" not found", key);
-    }
-    *out = span;
-    return CF_OK;
+    CF_ENSURE_REF(out);
+    /* The shared strict scanner (json.h): the whole body is validated,
+     * duplicate top-level names are refused, and the value span is the raw
+     * bytes as received, never re-serialised. */
+    const cf_json_limits limits = {.max_size = COLLATERAL_MAX, .max_depth = SCAN_MAX_DEPTH};
+    return cf_json_lookup(json, &limits, cf_slice_cstr(key), out, NULL);
 }
 
 /* ---- Assembler ------------------------------------------------------------ */
@@ -588,7 +462,7 @@ static CF_RESULT crl_to_hex(cf_slice crl_in, json_t *obj, const char *key)
     if (crl_in.len == 0) {
         goto out;
     }
-    CF_GUARD_OUT(tdx_load_crl(crl_in, &crl));
+    CF_GUARD_OUT(cf_crl_load_any(crl_in, &crl));
     int len = i2d_X509_CRL(crl, &der);
     CF_ENSURE_MSG_OUT(len > 0, CF_E_CRYPTO, "i2d_X509_CRL failed");
     CF_GUARD_OUT(cf_hex_encode(cf_slice_make(der, (size_t)len), &hex));
@@ -647,4 +521,78 @@ out:
     json_decref(tcb_doc);
     json_decref(qe_doc);
     return result;
+}
+
+/* ---- Classifier for separate files ---------------------------------------- */
+
+static CF_RESULT fill_slot(cf_slice *slot, cf_slice data, const char *what)
+{
+    if (slot->len > 0) {
+        CF_BAIL_FMT(CF_E_INVALID_ARGUMENT, "tdx collateral: two files for the %s", what);
+    }
+    *slot = data;
+    return CF_OK;
+}
+
+static bool crl_issuer_cn_is(X509_CRL *crl, const char *cn)
+{
+    X509_NAME *name = X509_CRL_get_issuer(crl);
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (idx < 0) {
+        return false;
+    }
+    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    size_t len = strlen(cn);
+    return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
+}
+
+CF_RESULT cf_tdx_collateral_classify(cf_slice data, cf_tdx_collateral_parts *parts)
+{
+    CF_ENSURE_REF(parts);
+    CF_ENSURE_MSG(data.len > 0 && data.len <= COLLATERAL_MAX, CF_E_MALFORMED, "tdx collateral: file empty or over 1 MiB");
+    size_t i = 0;
+    while (i < data.len && (data.ptr[i] == ' ' || data.ptr[i] == '\n' || data.ptr[i] == '\r' || data.ptr[i] == '\t')) {
+        i++;
+    }
+    if (i < data.len && data.ptr[i] == '{') {
+        cf_slice span;
+        if (cf_is_ok(cf_tdx_json_member_span(data, "tcbInfo", &span))) {
+            return fill_slot(&parts->tcb_info_body, data, "TCB info");
+        }
+        if (cf_is_ok(cf_tdx_json_member_span(data, "enclaveIdentity", &span))) {
+            return fill_slot(&parts->qe_identity_body, data, "QE identity");
+        }
+        CF_BAIL_MSG(CF_E_MALFORMED, "tdx collateral: JSON file is neither a PCS tcbInfo nor an enclaveIdentity body "
+                                    "(a QuoteCollateralV3 file is used alone)");
+    }
+    static const char pem_cert[] = "-----BEGIN CERTIFICATE-----";
+    if (data.len - i >= sizeof pem_cert - 1 && memcmp(data.ptr + i, pem_cert, sizeof pem_cert - 1) == 0) {
+        STACK_OF(X509) *chain = NULL;
+        CF_GUARD(tdx_load_pem_chain(data, &chain));
+        X509 *first = sk_X509_value(chain, 0);
+        bool tcb = tdx_subject_cn_is(first, "Intel SGX TCB Signing");
+        bool pck = tdx_subject_cn_is(first, "Intel SGX PCK Platform CA") ||
+                   tdx_subject_cn_is(first, "Intel SGX PCK Processor CA");
+        sk_X509_pop_free(chain, X509_free);
+        if (tcb) {
+            return fill_slot(&parts->tcb_info_issuer_chain, data, "TCB Signing chain");
+        }
+        if (pck) {
+            return fill_slot(&parts->pck_crl_issuer_chain, data, "PCK CRL issuer chain");
+        }
+        CF_BAIL_MSG(CF_E_MALFORMED, "tdx collateral: PEM chain led by neither TCB Signing nor a PCK CA");
+    }
+    X509_CRL *crl = NULL;
+    CF_ENSURE_MSG(cf_is_ok(cf_crl_load_any(data, &crl)), CF_E_MALFORMED,
+                  "tdx collateral: file is not TCB info, QE identity, a PEM chain or a CRL");
+    bool root = crl_issuer_cn_is(crl, "Intel SGX Root CA");
+    bool pck = crl_issuer_cn_is(crl, "Intel SGX PCK Platform CA") || crl_issuer_cn_is(crl, "Intel SGX PCK Processor CA");
+    X509_CRL_free(crl);
+    if (root) {
+        return fill_slot(&parts->root_ca_crl, data, "root CA CRL");
+    }
+    if (pck) {
+        return fill_slot(&parts->pck_crl, data, "PCK CRL");
+    }
+    CF_BAIL_MSG(CF_E_MALFORMED, "tdx collateral: CRL issued by neither the Intel root nor a PCK CA");
 }

@@ -1,8 +1,6 @@
-/* tdx_internal.h — OpenSSL helpers private to the TDX verifier (lib/attest/tdx_*.c).
- *
- * These are local because the shared crypto wrappers (crypto.h) were not yet
- * available when the TDX verifier was written; they use OpenSSL 3.0 EVP and
- * X509 APIs only and can be swapped for the crypto.h ones one to one. */
+/* tdx_internal.h — helpers private to the TDX verifier (lib/attest/tdx_*.c):
+ * thin adaptors over crypto.h for the quote's raw encodings, and the Intel
+ * chain verification (which needs more than cf_x509_verify_chain offers). */
 #ifndef CONFIDE_TDX_INTERNAL_H
 #define CONFIDE_TDX_INTERNAL_H
 
@@ -13,15 +11,12 @@
 
 #define TDX_MAX_CHAIN_CERTS 8
 
-CF_RESULT tdx_sha256(cf_slice in, uint8_t out[32]);
 /* P-256 public key from raw x||y (64 bytes). */
 CF_RESULT tdx_p256_from_xy(const uint8_t xy[64], EVP_PKEY **out);
 /* ECDSA-SHA256 over msg; sig is raw r||s, 32 bytes each, big-endian. */
 CF_RESULT tdx_ecdsa_verify_raw(EVP_PKEY *pub, cf_slice msg, const uint8_t sig[64]);
 /* Every certificate of a PEM bundle (trailing NULs tolerated), 1..8 certs. */
 CF_RESULT tdx_load_pem_chain(cf_slice pem, STACK_OF(X509) **out);
-/* A CRL in DER or PEM. */
-CF_RESULT tdx_load_crl(cf_slice data, X509_CRL **out);
 /* The pinned Intel SGX Root CA (fingerprint checked). Caller frees. */
 CF_RESULT tdx_intel_root(X509 **out);
 
@@ -35,6 +30,14 @@ typedef enum tdx_crl_mode { TDX_CRL_NONE = 0, TDX_CRL_LEAF = 1, TDX_CRL_ALL = 2 
  * "TCB Signing certificate re-issue". */
 CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
                                  int64_t at, bool allow_not_yet_valid, const char *what);
+
+/* True when cert's subject has exactly one CN and it equals `cn`. */
+bool tdx_subject_cn_is(X509 *cert, const char *cn);
+
+/* The TD-report half of the policy (attributes, xfam, measurements,
+ * report_data): what cf_tdx_verify applies after the TCB checks. Exposed for
+ * tests that need TD reports no real quote carries (reserved bits). */
+CF_RESULT tdx_policy_apply(const json_t *policy, const cf_tdx_td_report *td, const uint8_t *expected_report_data);
 
 /* "YYYY-MM-DDTHH:MM:SSZ" (optionally with fractional seconds) -> Unix time. */
 CF_RESULT tdx_parse_time(const char *s, int64_t *out);

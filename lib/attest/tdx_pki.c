@@ -1,148 +1,40 @@
-/* tdx_pki.c — hashing, raw ECDSA P-256 and Intel chain verification for the
- * TDX verifier (OpenSSL 3.0 EVP / X509 only; see tdx_internal.h). */
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
+/* tdx_pki.c — the TDX verifier's use of the crypto.h wrappers, plus the
+ * Intel chain verification it needs beyond cf_x509_verify_chain: the pinned
+ * root compared byte for byte, per-chain CRL modes, and the TCB Signing
+ * notBefore exception (docs/attestation.md §Intel TDX). */
 #include <openssl/err.h>
-#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
+#include "confide/crypto.h"
 #include "tdx_internal.h"
-
-CF_RESULT tdx_sha256(cf_slice in, uint8_t out[32])
-{
-    unsigned int len = 0;
-    CF_ENSURE_MSG(EVP_Digest(in.ptr, in.len, out, &len, EVP_sha256(), NULL) == 1 && len == 32, CF_E_CRYPTO,
-                  "sha256 failed");
-    return CF_OK;
-}
 
 CF_RESULT tdx_p256_from_xy(const uint8_t xy[64], EVP_PKEY **out)
 {
-    cf_result result = CF_OK;
-    uint8_t point[65];
-    EVP_PKEY_CTX *ctx = NULL;
-    EVP_PKEY *pkey = NULL;
-    OSSL_PARAM params[3];
-    char group[] = "prime256v1";
-
-    point[0] = 0x04;
-    memcpy(point + 1, xy, 64);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point);
-    params[2] = OSSL_PARAM_construct_end();
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    CF_ENSURE_MSG_OUT(ctx != NULL, CF_E_NO_MEMORY, "EVP_PKEY_CTX_new_from_name failed");
-    CF_ENSURE_MSG_OUT(EVP_PKEY_fromdata_init(ctx) == 1 &&
-                          EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1,
-                      CF_E_BAD_KEY, "not a P-256 point");
-    /* fromdata does not always check that the point is on the curve. */
-    EVP_PKEY_CTX_free(ctx);
-    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-    CF_ENSURE_MSG_OUT(ctx != NULL, CF_E_NO_MEMORY, "EVP_PKEY_CTX_new_from_pkey failed");
-    CF_ENSURE_MSG_OUT(EVP_PKEY_public_check(ctx) == 1, CF_E_BAD_KEY, "P-256 point is not on the curve");
-    *out = pkey;
-    pkey = NULL;
-out:
-    ERR_clear_error();
-    EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
-    return result;
+    return cf_ec_public_from_point(CF_EC_P256, cf_slice_make(xy, 64), out);
 }
 
 CF_RESULT tdx_ecdsa_verify_raw(EVP_PKEY *pub, cf_slice msg, const uint8_t sig[64])
 {
-    cf_result result = CF_OK;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    unsigned char *der = NULL;
-    EVP_MD_CTX *md = NULL;
-
-    es = ECDSA_SIG_new();
-    r = BN_bin2bn(sig, 32, NULL);
-    s = BN_bin2bn(sig + 32, 32, NULL);
-    CF_ENSURE_MSG_OUT(es != NULL && r != NULL && s != NULL, CF_E_NO_MEMORY, "bignum allocation failed");
-    CF_ENSURE_MSG_OUT(ECDSA_SIG_set0(es, r, s) == 1, CF_E_NO_MEMORY, "ECDSA_SIG_set0 failed");
-    r = s = NULL;
-    int der_len = i2d_ECDSA_SIG(es, &der);
-    CF_ENSURE_MSG_OUT(der_len > 0, CF_E_CRYPTO, "i2d_ECDSA_SIG failed");
-    md = EVP_MD_CTX_new();
-    CF_ENSURE_MSG_OUT(md != NULL, CF_E_NO_MEMORY, "EVP_MD_CTX_new failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1, CF_E_BAD_KEY,
-                      "EVP_DigestVerifyInit failed");
-    CF_ENSURE_MSG_OUT(EVP_DigestVerify(md, der, (size_t)der_len, msg.ptr, msg.len) == 1, CF_E_BAD_SIGNATURE,
-                      "ECDSA P-256 signature does not verify");
-out:
-    ERR_clear_error();
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(der);
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return result;
+    return cf_ecdsa_verify_raw(pub, CF_HASH_SHA256, msg, cf_slice_make(sig, 32), cf_slice_make(sig + 32, 32), false);
 }
 
 CF_RESULT tdx_load_pem_chain(cf_slice pem, STACK_OF(X509) **out)
 {
-    cf_result result = CF_OK;
-    BIO *bio = NULL;
-    STACK_OF(X509) *chain = NULL;
-    X509 *cert = NULL;
-
     /* Certification data type 5 is NUL-terminated PEM in real quotes. */
     while (pem.len > 0 && pem.ptr[pem.len - 1] == 0) {
         pem.len--;
     }
-    CF_ENSURE_MSG_OUT(pem.len > 0 && pem.len <= 64 * 1024, CF_E_MALFORMED, "PEM chain empty or too large");
-    bio = BIO_new_mem_buf(pem.ptr, (int)pem.len);
-    chain = sk_X509_new_null();
-    CF_ENSURE_MSG_OUT(bio != NULL && chain != NULL, CF_E_NO_MEMORY, "allocation failed");
-    for (;;) {
-        ERR_clear_error();
-        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-        if (cert == NULL) {
-            unsigned long e = ERR_peek_last_error();
-            bool eof = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-            CF_ENSURE_MSG_OUT(eof && sk_X509_num(chain) > 0, CF_E_CERT, "broken PEM certificate chain");
-            break;
-        }
-        CF_ENSURE_MSG_OUT(sk_X509_num(chain) < TDX_MAX_CHAIN_CERTS, CF_E_LIMIT, "PEM chain has more than 8 certificates");
-        CF_ENSURE_MSG_OUT(sk_X509_push(chain, cert) > 0, CF_E_NO_MEMORY, "sk_X509_push failed");
-        cert = NULL;
+    STACK_OF(X509) *chain = NULL;
+    CF_GUARD_MSG(cf_x509_load_pem(pem, &chain), "broken PEM certificate chain");
+    if (sk_X509_num(chain) > TDX_MAX_CHAIN_CERTS) {
+        sk_X509_pop_free(chain, X509_free);
+        CF_BAIL_MSG(CF_E_LIMIT, "PEM chain has more than 8 certificates");
     }
     *out = chain;
-    chain = NULL;
-out:
-    ERR_clear_error();
-    X509_free(cert);
-    sk_X509_pop_free(chain, X509_free);
-    BIO_free(bio);
-    return result;
-}
-
-CF_RESULT tdx_load_crl(cf_slice data, X509_CRL **out)
-{
-    CF_ENSURE_MSG(data.len > 0 && data.len <= 1024 * 1024, CF_E_MALFORMED, "CRL empty or larger than 1 MiB");
-    X509_CRL *crl = NULL;
-    if (data.ptr[0] == 0x30) {
-        const unsigned char *p = data.ptr;
-        crl = d2i_X509_CRL(NULL, &p, (long)data.len);
-        if (crl != NULL && p != data.ptr + data.len) {
-            X509_CRL_free(crl);
-            crl = NULL;
-        }
-    } else {
-        BIO *bio = BIO_new_mem_buf(data.ptr, (int)data.len);
-        if (bio != NULL) {
-            crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-            BIO_free(bio);
-        }
-    }
-    ERR_clear_error();
-    CF_ENSURE_MSG(crl != NULL, CF_E_MALFORMED, "CRL is neither exact DER nor PEM");
-    *out = crl;
     return CF_OK;
 }
 
@@ -150,7 +42,7 @@ CF_RESULT tdx_intel_root(X509 **out)
 {
     cf_slice der = cf_tdx_intel_root_der();
     uint8_t fp[32];
-    CF_GUARD(tdx_sha256(der, fp));
+    CF_GUARD(cf_sha256(der, fp));
     CF_ENSURE_MSG(memcmp(fp, cf_tdx_intel_root_sha256, 32) == 0, CF_E_INTERNAL,
                   "compiled-in Intel SGX Root CA does not match its pinned fingerprint");
     const unsigned char *p = der.ptr;
@@ -159,6 +51,18 @@ CF_RESULT tdx_intel_root(X509 **out)
     CF_ENSURE_MSG(root != NULL, CF_E_INTERNAL, "compiled-in Intel SGX Root CA does not parse");
     *out = root;
     return CF_OK;
+}
+
+bool tdx_subject_cn_is(X509 *cert, const char *cn)
+{
+    X509_NAME *name = X509_get_subject_name(cert);
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
+        return false;
+    }
+    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    size_t len = strlen(cn);
+    return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
 }
 
 static int verify_cb_allow_not_yet_valid(int ok, X509_STORE_CTX *ctx)
@@ -180,6 +84,163 @@ static bool same_cert(X509 *a, X509 *b)
     return same;
 }
 
+/* ---- Cache of verified chains ----------------------------------------------
+ *
+ * X509_verify_cert's answer for fixed inputs (certificates, CRLs, flags)
+ * depends on the verification time only through validity periods: it is the
+ * same for every time in [max(notBefore, CRL thisUpdate), min(notAfter, CRL
+ * nextUpdate)). So a success is remembered under SHA-256 of every input byte
+ * with that window (half-open, slightly narrower than OpenSSL's inclusive
+ * bounds), and reused only for times inside it. Failures are never cached.
+ * A fixed table, round-robin replacement, one mutex. */
+
+#define CHAIN_CACHE_SLOTS 32
+
+typedef struct chain_cache_entry {
+    bool used;
+    uint8_t key[CF_SHA256_LEN];
+    int64_t lo, hi;
+} chain_cache_entry;
+
+static pthread_mutex_t chain_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static chain_cache_entry chain_cache[CHAIN_CACHE_SLOTS];
+static size_t chain_cache_next;
+static bool chain_cache_on = true;
+
+void cf_tdx_chain_cache_enable(bool on)
+{
+    pthread_mutex_lock(&chain_cache_lock);
+    chain_cache_on = on;
+    pthread_mutex_unlock(&chain_cache_lock);
+}
+
+void cf_tdx_chain_cache_clear(void)
+{
+    pthread_mutex_lock(&chain_cache_lock);
+    memset(chain_cache, 0, sizeof chain_cache);
+    chain_cache_next = 0;
+    pthread_mutex_unlock(&chain_cache_lock);
+}
+
+static CF_RESULT hash_der(cf_hash_ctx *h, unsigned char *der, int len)
+{
+    cf_result result = CF_OK;
+    uint8_t len_be[4];
+    CF_ENSURE_MSG_OUT(len > 0, CF_E_CRYPTO, "DER encoding failed");
+    len_be[0] = (uint8_t)(len >> 24);
+    len_be[1] = (uint8_t)(len >> 16);
+    len_be[2] = (uint8_t)(len >> 8);
+    len_be[3] = (uint8_t)len;
+    CF_GUARD_OUT(cf_hash_update(h, cf_slice_make(len_be, 4)));
+    CF_GUARD_OUT(cf_hash_update(h, cf_slice_make(der, (size_t)len)));
+out:
+    OPENSSL_free(der);
+    return result;
+}
+
+static CF_RESULT chain_cache_key(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
+                                 bool allow_not_yet_valid, uint8_t key[CF_SHA256_LEN])
+{
+    cf_result result = CF_OK;
+    cf_hash_ctx h;
+    memset(&h, 0, sizeof h);
+    uint8_t mode[2] = {(uint8_t)crl_mode, (uint8_t)allow_not_yet_valid};
+    CF_GUARD_OUT(cf_hash_init(&h, CF_HASH_SHA256));
+    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(mode, 2)));
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        unsigned char *der = NULL;
+        int len = i2d_X509(sk_X509_value(chain, i), &der);
+        CF_GUARD_OUT(hash_der(&h, der, len));
+    }
+    /* A marker between certificates and CRLs keeps the encoding unambiguous
+     * (a length prefix of zero never occurs for real DER). */
+    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make("\0\0\0\0", 4)));
+    for (int i = 0; crl_mode != TDX_CRL_NONE && i < sk_X509_CRL_num(crls); i++) {
+        unsigned char *der = NULL;
+        int len = i2d_X509_CRL(sk_X509_CRL_value(crls, i), &der);
+        CF_GUARD_OUT(hash_der(&h, der, len));
+    }
+    CF_GUARD_OUT(cf_hash_final(&h, key));
+out:
+    cf_hash_free(&h);
+    return result;
+}
+
+static bool asn1_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        return false;
+    }
+    *out = (int64_t)timegm(&tm);
+    return true;
+}
+
+/* The window in which the verification result cannot change; false if a
+ * time does not convert (then nothing is cached). */
+static bool validity_window(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
+                            bool allow_not_yet_valid, int64_t *lo, int64_t *hi)
+{
+    int64_t l = INT64_MIN, h = INT64_MAX, t;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
+        if (!allow_not_yet_valid) {
+            if (!asn1_time_unix(X509_get0_notBefore(c), &t)) {
+                return false;
+            }
+            l = t > l ? t : l;
+        }
+        if (!asn1_time_unix(X509_get0_notAfter(c), &t)) {
+            return false;
+        }
+        h = t < h ? t : h;
+    }
+    for (int i = 0; crl_mode != TDX_CRL_NONE && i < sk_X509_CRL_num(crls); i++) {
+        X509_CRL *crl = sk_X509_CRL_value(crls, i);
+        if (!asn1_time_unix(X509_CRL_get0_lastUpdate(crl), &t)) {
+            return false;
+        }
+        l = t > l ? t : l;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        if (next != NULL) {
+            if (!asn1_time_unix(next, &t)) {
+                return false;
+            }
+            h = t < h ? t : h;
+        }
+    }
+    *lo = l;
+    *hi = h;
+    return true;
+}
+
+static bool chain_cache_lookup(const uint8_t key[CF_SHA256_LEN], int64_t at)
+{
+    bool hit = false;
+    pthread_mutex_lock(&chain_cache_lock);
+    for (size_t i = 0; chain_cache_on && i < CHAIN_CACHE_SLOTS && !hit; i++) {
+        hit = chain_cache[i].used && memcmp(chain_cache[i].key, key, CF_SHA256_LEN) == 0 && chain_cache[i].lo <= at &&
+              at < chain_cache[i].hi;
+    }
+    pthread_mutex_unlock(&chain_cache_lock);
+    return hit;
+}
+
+static void chain_cache_insert(const uint8_t key[CF_SHA256_LEN], int64_t lo, int64_t hi)
+{
+    pthread_mutex_lock(&chain_cache_lock);
+    if (chain_cache_on) {
+        chain_cache_entry *e = &chain_cache[chain_cache_next];
+        chain_cache_next = (chain_cache_next + 1) % CHAIN_CACHE_SLOTS;
+        e->used = true;
+        memcpy(e->key, key, CF_SHA256_LEN);
+        e->lo = lo;
+        e->hi = hi;
+    }
+    pthread_mutex_unlock(&chain_cache_lock);
+}
+
 CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
                                  int64_t at, bool allow_not_yet_valid, const char *what)
 {
@@ -194,6 +255,12 @@ CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls
     if (n < 2 || !same_cert(sk_X509_value(chain, n - 1), root)) {
         cf_error_setf(CF_E_CERT, __FILE__, __LINE__, "%s: chain does not end in the pinned Intel SGX Root CA", what);
         result = CF_ERROR;
+        goto out;
+    }
+    uint8_t key[CF_SHA256_LEN];
+    int64_t lo, hi;
+    CF_GUARD_OUT(chain_cache_key(chain, crls, crl_mode, allow_not_yet_valid, key));
+    if (chain_cache_lookup(key, at)) {
         goto out;
     }
     store = X509_STORE_new();
@@ -237,6 +304,9 @@ CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls
                       X509_verify_cert_error_string(err));
         result = CF_ERROR;
         goto out;
+    }
+    if (validity_window(chain, crls, crl_mode, allow_not_yet_valid, &lo, &hi) && lo <= at && at < hi) {
+        chain_cache_insert(key, lo, hi);
     }
 out:
     ERR_clear_error();

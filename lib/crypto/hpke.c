@@ -5,6 +5,7 @@
 #include "confide/crypto.h"
 #include "confide/hpke.h"
 #include "crypto/hpke_internal.h"
+#include "crypto/internal.h"
 
 /* ---- Labeled HKDF (RFC 9180 §4) ---------------------------------------------- */
 
@@ -155,13 +156,14 @@ static CF_RESULT x25519_encap(const cf_hpke_kem *kem, cf_slice pk_r, const cf_hp
     } else {
         CF_GUARD_OUT(cf_x25519_keygen(sk_e, enc));
     }
-    CF_GUARD_OUT(cf_x25519(sk_e, pk_r.ptr, dh));
+    CF_GUARD_OUT(cf_x25519_with_public(sk_e, enc, pk_r.ptr, dh));
     memcpy(kem_context, enc, CF_X25519_LEN);
     memcpy(kem_context + CF_X25519_LEN, pk_r.ptr, CF_X25519_LEN);
     if (sender != NULL) {
         /* AuthEncap: dh = DH(skE, pkR) || DH(skS, pkR);
          * kem_context = enc || pkRm || pkSm. */
-        CF_GUARD_OUT(cf_x25519(sender->private_key, pk_r.ptr, dh + CF_X25519_LEN));
+        CF_GUARD_OUT(
+            cf_x25519_with_public(sender->private_key, sender->public_key, pk_r.ptr, dh + CF_X25519_LEN));
         memcpy(kem_context + 2 * CF_X25519_LEN, sender->public_key, CF_X25519_LEN);
         dh_len += CF_X25519_LEN;
         ctx_len += CF_X25519_LEN;
@@ -191,11 +193,12 @@ static CF_RESULT x25519_decap(const cf_hpke_kem *kem, cf_slice enc, const cf_hpk
 
     /* Any 32 bytes deserialise as an X25519 point; a low-order one gives a
      * zero DH output, which cf_x25519 rejects (RFC 9180 §7.1.4). */
-    CF_GUARD_OUT(cf_x25519(kp_r->private_key, enc.ptr, dh));
+    CF_GUARD_OUT(cf_x25519_with_public(kp_r->private_key, kp_r->public_key, enc.ptr, dh));
     memcpy(kem_context, enc.ptr, CF_X25519_LEN);
     memcpy(kem_context + CF_X25519_LEN, kp_r->public_key, CF_X25519_LEN);
     if (pk_s.len > 0) {
-        CF_GUARD_OUT(cf_x25519(kp_r->private_key, pk_s.ptr, dh + CF_X25519_LEN));
+        CF_GUARD_OUT(
+            cf_x25519_with_public(kp_r->private_key, kp_r->public_key, pk_s.ptr, dh + CF_X25519_LEN));
         memcpy(kem_context + 2 * CF_X25519_LEN, pk_s.ptr, CF_X25519_LEN);
         dh_len += CF_X25519_LEN;
         ctx_len += CF_X25519_LEN;

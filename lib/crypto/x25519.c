@@ -1,5 +1,7 @@
 /* x25519.c — X25519 (RFC 7748) over EVP raw keys (see crypto.h). */
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <string.h>
 
 #include "confide/crypto.h"
@@ -40,8 +42,31 @@ out:
     return result;
 }
 
-CF_RESULT cf_x25519(const uint8_t sk[CF_X25519_LEN], const uint8_t peer[CF_X25519_LEN],
-                    uint8_t shared[CF_X25519_LEN])
+/* An X25519 private key object. With the public key given, OpenSSL does
+ * not recompute it (a whole scalar multiplication); the DH result depends
+ * only on the private key either way. */
+static EVP_PKEY *x25519_private_key(const uint8_t sk[CF_X25519_LEN], const uint8_t *pk)
+{
+    if (pk == NULL) {
+        return EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, CF_X25519_LEN);
+    }
+    EVP_PKEY *key = NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY, (void *)(uintptr_t)sk, CF_X25519_LEN),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)pk, CF_X25519_LEN),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 || EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params) != 1) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    return key;
+}
+
+static CF_RESULT x25519_shared(const uint8_t sk[CF_X25519_LEN], const uint8_t *pk, const uint8_t peer[CF_X25519_LEN],
+                               uint8_t shared[CF_X25519_LEN])
 {
     CF_ENSURE_REF(sk);
     CF_ENSURE_REF(peer);
@@ -52,7 +77,7 @@ CF_RESULT cf_x25519(const uint8_t sk[CF_X25519_LEN], const uint8_t peer[CF_X2551
     size_t len = CF_X25519_LEN;
     static const uint8_t zero[CF_X25519_LEN] = {0};
 
-    own = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, CF_X25519_LEN);
+    own = x25519_private_key(sk, pk);
     other = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer, CF_X25519_LEN);
     if (own == NULL || other == NULL) {
         CF_CRYPTO_FAIL(CF_E_BAD_KEY, "X25519 key rejected");
@@ -83,4 +108,17 @@ out:
         cf_wipe(shared, CF_X25519_LEN);
     }
     return result;
+}
+
+CF_RESULT cf_x25519(const uint8_t sk[CF_X25519_LEN], const uint8_t peer[CF_X25519_LEN],
+                    uint8_t shared[CF_X25519_LEN])
+{
+    return x25519_shared(sk, NULL, peer, shared);
+}
+
+CF_RESULT cf_x25519_with_public(const uint8_t sk[CF_X25519_LEN], const uint8_t pk[CF_X25519_LEN],
+                                const uint8_t peer[CF_X25519_LEN], uint8_t shared[CF_X25519_LEN])
+{
+    CF_ENSURE_REF(pk);
+    return x25519_shared(sk, pk, peer, shared);
 }

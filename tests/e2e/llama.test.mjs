@@ -19,7 +19,7 @@ let gateway;
 let client;
 
 before(async () => {
-  llama = await startLlama();
+  llama = await startLlama({ embeddings: true });
   gateway = await startGateway({ upstream: llama.socketPath });
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'sk-test-not-a-secret', maxRetries: 0, timeout: 60000 });
 });
@@ -114,7 +114,19 @@ describe('openai client -> nginx -> llama-server (UNIX socket)', () => {
     assert.ok(res.usage.completion_tokens > 0 && res.usage.completion_tokens <= 8);
   });
 
-  test('llama-server answers on its UNIX socket only path (health over the socket)', async () => {
+  test('embeddings from the same server (--embeddings --pooling mean)', async () => {
+    const res = await client.embeddings.create({ model: LLAMA_MODEL_ID, input: ['alpha', 'beta'] });
+    assert.equal(res.data.length, 2);
+    for (const d of res.data) {
+      assert.equal(d.object, 'embedding');
+      assert.equal(d.embedding.length, 128); // n_embd of the test model
+      const norm = Math.hypot(...d.embedding);
+      assert.ok(Math.abs(norm - 1) < 1e-3, `not L2-normalised: ${norm}`);
+    }
+    assert.notDeepEqual(res.data[0].embedding, res.data[1].embedding);
+  });
+
+  test('llama-server answers directly on its UNIX socket', async () => {
     const res = await httpRequest({ socketPath: llama.socketPath, path: '/health' });
     assert.equal(res.status, 200);
   });

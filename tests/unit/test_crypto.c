@@ -13,6 +13,7 @@
 
 #include "confide/crypto.h"
 #include "confide/encoding.h"
+#include "crypto/internal.h"
 
 /* 2023-07-01T01:00:00Z and 2026-03-01T00:00:00Z: times at which the
  * vectors' certificates are valid (SOURCES.md). */
@@ -218,6 +219,13 @@ static void test_aead_known_answers(void **state)
         assert_memory_equal(back, pt, pt_len);
         cf_aead_free(&a);
 
+        /* In-place sealing gives the same bytes. */
+        uint8_t inplace[256 + 16];
+        memcpy(inplace, pt, pt_len);
+        assert_cf_ok(cf_aead_seal_once(k->alg, cf_slice_make(key, key_len), nonce, cf_slice_make(aad, aad_len),
+                                       cf_slice_make(inplace, pt_len), inplace));
+        assert_memory_equal(inplace, ct, pt_len + 16);
+
         /* One-shot forms agree. */
         assert_cf_ok(cf_aead_seal_once(k->alg, cf_slice_make(key, key_len), nonce, cf_slice_make(aad, aad_len),
                                        cf_slice_make(pt, pt_len), got));
@@ -301,6 +309,12 @@ static void test_x25519_rfc7748(void **state)
     assert_cf_ok(cf_x25519(bob_sk, pk, s2));
     assert_hex_equal(s1, 32, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
     assert_memory_equal(s1, s2, 32);
+    /* The variant given the own public key computes the same secret. */
+    memset(s2, 0, sizeof s2);
+    assert_cf_ok(cf_x25519_with_public(alice_sk, pk, bob_pk, s2));
+    assert_memory_equal(s1, s2, 32);
+    uint8_t zero[32] = {0};
+    assert_cf_error(cf_x25519_with_public(alice_sk, pk, zero, s2), CF_E_BAD_KEY);
 }
 
 static void test_x25519_rejects_low_order(void **state)

@@ -366,7 +366,7 @@ static void test_malformed_reports(void **state)
     ev.data[0x0A0 + 60] = 0;
     /* Collateral that is not PEM. */
     assert_cf_error(verify(f, cf_buf_slice(&ev), cf_slice_cstr("garbage"), rd, f->fp, pol, 0, &claims),
-                    CF_E_MALFORMED);
+                    CF_E_CERT);
     assert_cf_ok(verify(f, cf_buf_slice(&ev), cf_buf_slice(&col), rd, f->fp, pol, 0, &claims));
     cf_claims_free(&claims);
     cf_buf_free(&ev);

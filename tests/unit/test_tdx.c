@@ -8,6 +8,7 @@
 
 #include "attest/tdx_internal.h"
 #include "confide/attest.h"
+#include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "confide/tdx.h"
 #include "test_helper.h"
@@ -589,6 +590,49 @@ static void test_policy_validate_names_field(void **state)
     assert_cf_ok(cf_tdx_policy_validate(NULL));
 }
 
+static void test_policy_td_attributes(void **state)
+{
+    (void)state;
+    cf_tdx_td_report td;
+    memset(&td, 0, sizeof td);
+    json_error_t err;
+    json_t *relaxed = json_loads("{\"debug_allowed\":true,\"sept_ve_disable_required\":false,"
+                                 "\"reserved_attributes_zero\":false}",
+                                 0, &err);
+    json_t *no_sept = json_loads("{\"sept_ve_disable_required\":false}", 0, &err);
+    json_t *no_reserved = json_loads("{\"reserved_attributes_zero\":false}", 0, &err);
+    json_t *debug_ok = json_loads("{\"debug_allowed\":true}", 0, &err);
+    assert_non_null(relaxed);
+    /* Defaults: SEPT_VE_DISABLE required. */
+    assert_cf_error(tdx_policy_apply(NULL, &td, NULL), CF_E_POLICY);
+    assert_detail("SEPT_VE_DISABLE");
+    assert_cf_ok(tdx_policy_apply(no_sept, &td, NULL));
+    td.td_attributes = CF_TDX_ATTR_SEPT_VE_DISABLE | CF_TDX_ATTR_PKS | CF_TDX_ATTR_PERFMON;
+    assert_cf_ok(tdx_policy_apply(NULL, &td, NULL));
+    /* DEBUG refused unless allowed. */
+    td.td_attributes |= CF_TDX_ATTR_DEBUG;
+    assert_cf_error(tdx_policy_apply(NULL, &td, NULL), CF_E_POLICY);
+    assert_detail("debug");
+    assert_cf_ok(tdx_policy_apply(debug_ok, &td, NULL));
+    /* Every reserved bit refused unless switched off. */
+    for (unsigned bit = 0; bit < 64; bit++) {
+        uint64_t b = 1ull << bit;
+        if (b & CF_TDX_ATTR_KNOWN) {
+            continue;
+        }
+        td.td_attributes = CF_TDX_ATTR_SEPT_VE_DISABLE | b;
+        assert_cf_error(tdx_policy_apply(NULL, &td, NULL), CF_E_POLICY);
+        assert_detail("reserved");
+        assert_cf_ok(tdx_policy_apply(no_reserved, &td, NULL));
+    }
+    td.td_attributes = ~0ull;
+    assert_cf_ok(tdx_policy_apply(relaxed, &td, NULL));
+    json_decref(relaxed);
+    json_decref(no_sept);
+    json_decref(no_reserved);
+    json_decref(debug_ok);
+}
+
 /* ---- Collateral ------------------------------------------------------------- */
 
 static cf_result verify_v4_with_collateral_edit(const char *key, const char *from, const char *to)
@@ -622,6 +666,24 @@ static void test_collateral_tampering(void **state)
     assert_detail("QE identity");
     assert_cf_error(verify_v4_with_collateral_edit("tcb_info_signature", "0", "1"), CF_E_BAD_SIGNATURE);
     assert_cf_error(verify_v4_with_collateral_edit("qe_identity_signature", "d", "e"), CF_E_BAD_SIGNATURE);
+    /* A collateral signer that is not Intel's TCB Signing certificate (here
+     * the PCK chain of the quote itself) is refused. */
+    {
+        cf_buf q;
+        cf_test_read_file(V "dcap-qvl/tdx_quote_v4.bin", true, &q);
+        cf_tdx_quote pq;
+        assert_cf_ok(cf_tdx_quote_parse(cf_buf_slice(&q), &pq));
+        json_t *jj = cf_test_load_json_vector(V "dcap-qvl/tdx_quote_v4_collateral.json");
+        json_object_set_new(jj, "tcb_info_issuer_chain",
+                            json_stringn((const char *)pq.pck_chain_pem.ptr, pq.pck_chain_pem.len - 1));
+        char *t2 = json_dumps(jj, JSON_COMPACT);
+        assert_cf_error(verify_files(V "dcap-qvl/tdx_quote_v4.bin", cf_slice_cstr(t2), NULL, at("2025-07-01T00:00:00Z")),
+                        CF_E_CERT);
+        assert_detail("TCB Signing");
+        free(t2);
+        json_decref(jj);
+        cf_buf_free(&q);
+    }
     /* Wrong FMSPC: the v5 collateral (90C06F) for the v4 quote (B0C06F). */
     cf_buf col;
     cf_test_read_file(V "dcap-qvl/tdx_quote_v5_tcb_not_supported_collateral.json", true, &col);
@@ -677,6 +739,53 @@ static void test_json_member_span(void **state)
     assert_int_equal(qe.levels[0].isvsvn, 4);
     cf_tdx_qe_identity_free(&qe);
     cf_buf_free(&body);
+}
+
+/* `confide verify` with several files: classify, assemble, verify. */
+static void test_collateral_classify_files(void **state)
+{
+    (void)state;
+    static const char *const files[] = {
+        V "go-tdx-guest/root_ca_crl_2023-04.der",
+        V "go-tdx-guest/qe_identity_td_qe_2023-06.json",
+        V "go-tdx-guest/pck_platform_crl_2023-06.der",
+        V "go-tdx-guest/tcbinfo_fmspc_50806f000000_2023-06.json",
+    };
+    cf_buf bufs[4], chain, col, dup;
+    cf_tdx_collateral_parts parts;
+    memset(&parts, 0, sizeof parts);
+    for (size_t i = 0; i < 4; i++) {
+        cf_test_read_file(files[i], true, &bufs[i]);
+        assert_cf_ok(cf_tdx_collateral_classify(cf_buf_slice(&bufs[i]), &parts));
+    }
+    tcb_signing_chain(&chain);
+    assert_cf_ok(cf_tdx_collateral_classify(cf_buf_slice(&chain), &parts));
+    assert_true(parts.root_ca_crl.ptr == bufs[0].data);
+    assert_true(parts.qe_identity_body.ptr == bufs[1].data);
+    assert_true(parts.pck_crl.ptr == bufs[2].data);
+    assert_true(parts.tcb_info_body.ptr == bufs[3].data);
+    assert_true(parts.tcb_info_issuer_chain.ptr == chain.data);
+    /* A second file for the same slot is refused; junk is refused. */
+    cf_test_read_file(files[2], true, &dup);
+    assert_cf_error(cf_tdx_collateral_classify(cf_buf_slice(&dup), &parts), CF_E_INVALID_ARGUMENT);
+    assert_cf_error(cf_tdx_collateral_classify(cf_slice_cstr("{\"x\":1}"), &parts), CF_E_MALFORMED);
+    assert_cf_error(cf_tdx_collateral_classify(cf_slice_cstr("hello"), &parts), CF_E_MALFORMED);
+    cf_buf_init(&col, 0);
+    assert_cf_ok(cf_tdx_collateral_assemble(&parts, &col));
+    cf_claims c;
+    cf_buf q;
+    cf_test_read_file(V "trustee/tdx_quote_v4_debug_td.bin", true, &q);
+    assert_cf_ok(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), "{\"debug_allowed\":true}",
+                             at("2023-07-01T01:00:00Z"), NULL, &c));
+    assert_string_equal(c.tcb, "UpToDate");
+    cf_claims_free(&c);
+    cf_buf_free(&q);
+    cf_buf_free(&col);
+    cf_buf_free(&dup);
+    cf_buf_free(&chain);
+    for (size_t i = 0; i < 4; i++) {
+        cf_buf_free(&bufs[i]);
+    }
 }
 
 /* ---- PCK extension and TCB matching ------------------------------------------ */
@@ -754,6 +863,42 @@ static void test_pck_extension_and_tcb_rules(void **state)
     cf_buf_free(&col);
 }
 
+/* The verified-chain cache never changes an answer: same results with it
+ * off and on, warm entries are not used outside their window, and changed
+ * bytes never hit. */
+static void test_chain_cache(void **state)
+{
+    (void)state;
+    cf_buf col;
+    spr_collateral(&col);
+    const char *policy = "{\"verification\":\"chain_only\",\"sept_ve_disable_required\":false}";
+    const char *quote = V "go-tdx-guest/tdx_quote_v4_SPR_E4.bin";
+    static const char *const times[] = {"2023-07-01T01:00:00Z", "2023-01-01T00:00:00Z", "2053-07-01T00:00:00Z",
+                                        "2023-07-01T01:00:00Z", "2030-01-01T00:00:00Z"};
+    static const cf_error_code want[] = {CF_E_OK, CF_E_EXPIRED, CF_E_EXPIRED, CF_E_OK, CF_E_EXPIRED};
+    for (int round = 0; round < 3; round++) {
+        cf_tdx_chain_cache_clear();
+        cf_tdx_chain_cache_enable(round != 0);
+        for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+            cf_result r = verify_files(quote, cf_buf_slice(&col), policy, at(times[i]));
+            if (want[i] == CF_E_OK) {
+                assert_cf_ok(r);
+            } else {
+                assert_cf_error(r, want[i]);
+            }
+        }
+    }
+    cf_tdx_chain_cache_enable(true);
+    /* Warm cache, then the same chain with a changed CRL set: its own key. */
+    assert_cf_ok(verify_files(quote, cf_buf_slice(&col), policy, at("2023-07-01T01:00:00Z")));
+    assert_cf_error(verify_files(quote, CF_SLICE_EMPTY, policy, at("2023-07-01T01:00:00Z")), CF_E_REVOKED);
+    assert_cf_ok(verify_files(quote, CF_SLICE_EMPTY,
+                              "{\"verification\":\"chain_only\",\"sept_ve_disable_required\":false,"
+                              "\"allow_missing_crls\":true}",
+                              at("2023-07-01T01:00:00Z")));
+    cf_buf_free(&col);
+}
+
 static void test_pinned_root_and_time_parser(void **state)
 {
     (void)state;
@@ -761,7 +906,7 @@ static void test_pinned_root_and_time_parser(void **state)
     cf_test_read_file(V "roots/intel_sgx_root_ca.der", true, &der);
     assert_true(cf_slice_eq(cf_buf_slice(&der), cf_tdx_intel_root_der()));
     uint8_t fp[32];
-    assert_cf_ok(tdx_sha256(cf_tdx_intel_root_der(), fp));
+    assert_cf_ok(cf_sha256(cf_tdx_intel_root_der(), fp));
     assert_memory_equal(fp, cf_tdx_intel_root_sha256, 32);
     cf_buf_free(&der);
     assert_int_equal(at("1970-01-01T00:00:00Z"), 0);
@@ -791,9 +936,12 @@ int main(void)
         cmocka_unit_test(test_truncated_quotes_fail),
         cmocka_unit_test(test_policy_each_field),
         cmocka_unit_test(test_policy_validate_names_field),
+        cmocka_unit_test(test_policy_td_attributes),
         cmocka_unit_test(test_collateral_tampering),
         cmocka_unit_test(test_json_member_span),
+        cmocka_unit_test(test_collateral_classify_files),
         cmocka_unit_test(test_pck_extension_and_tcb_rules),
+        cmocka_unit_test(test_chain_cache),
         cmocka_unit_test(test_pinned_root_and_time_parser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,3 +6,4 @@ export * from './nginx.mjs';
 export * from './llama.mjs';
 export * from './fake-backend.mjs';
 export * from './sse.mjs';
+export * from './tap.mjs';

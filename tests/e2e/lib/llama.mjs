@@ -4,6 +4,7 @@
 // does next to confide-worker inside the TEE.
 
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
 import { repoRoot, startProcess, tempDir, waitForHttp } from './proc.mjs';
@@ -56,7 +57,9 @@ export function llamaArgs({ socketPath, model, embeddings = false, ctx = 4096, p
     '--no-warmup',
     '--metrics',
   ];
-  if (embeddings) args.push('--embeddings');
+  // One server can serve chat/completions and embeddings together; the
+  // model has no pooling type of its own and /v1/embeddings needs one.
+  if (embeddings) args.push('--embeddings', '--pooling', 'mean');
   return [...args, ...extraArgs];
 }
 
@@ -71,7 +74,10 @@ export async function startLlama(opts = {}) {
   const { server, model } = llamaPaths();
   const dir = opts.dir || tempDir('llama');
   const socketPath = path.join(dir, 'llama.sock');
+  // llama-server neither removes its socket file on exit nor replaces a
+  // stale one (bind fails with "couldn't bind HTTP server socket").
+  fs.rmSync(socketPath, { force: true });
   const proc = startProcess('llama-server', server, llamaArgs({ ...opts, socketPath, model }), { dir });
-  await waitForHttp({ socketPath, path: '/health' }, { proc, timeoutMs: opts.timeoutMs || 60000, intervalMs: 100 });
+  await waitForHttp({ socketPath, path: '/health' }, { proc, timeoutMs: opts.timeoutMs || 60000, intervalMs: 50 });
   return { socketPath, modelId: opts.alias || LLAMA_MODEL_ID, proc, dir, stop: () => proc.stop() };
 }

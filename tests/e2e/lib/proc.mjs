@@ -2,8 +2,10 @@
 //
 // Everything started or created here is registered and torn down by
 // cleanup() — call it from the test file's after() hook — and, as a backstop,
-// when the Node process exits or gets SIGINT/SIGTERM (children get SIGKILL
-// then; temp dirs are removed unless CONFIDE_KEEP_TMP=1). Each child runs in
+// when the Node process exits or gets SIGINT/SIGTERM/SIGHUP (children get
+// SIGKILL then; temp dirs are removed unless CONFIDE_KEEP_TMP=1). If the test
+// process is SIGKILLed, the kernel kills the children (PR_SET_PDEATHSIG via
+// setpriv); only temp dirs can then be left behind. Each child runs in
 // its own process group (so a wrapper's children die with it) with stdout and
 // stderr in one log file under its temp dir; a readiness wait fails at once,
 // with the log tail, if the child exits first.
@@ -20,8 +22,10 @@ import { fileURLToPath } from 'node:url';
 /** Repository root (tests/e2e/lib/../../..). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
+const SETPRIV = '/usr/bin/setpriv';
 const children = new Set();
 const tempDirs = new Set();
+const cleanupHooks = new Set();
 const keepTmp = process.env.CONFIDE_KEEP_TMP === '1';
 
 /**
@@ -59,13 +63,19 @@ export function startProcess(name, cmd, args = [], opts = {}) {
   const dir = opts.dir || tempDir(name);
   const logPath = path.join(dir, `${name}.log`);
   const fd = fs.openSync(logPath, 'a');
-  const child = spawn(cmd, args, {
+  // setpriv (util-linux, always on Debian) makes the kernel SIGKILL the
+  // child when this process dies, even by SIGKILL, so nothing is orphaned.
+  const [file, argv] = fs.existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+  const child = spawn(file, argv, {
     cwd: opts.cwd || repoRoot,
     env: { ...process.env, ...(opts.env || {}) },
     stdio: ['ignore', fd, fd],
     detached: true, // own process group: kill(-pid) reaches its children too
   });
   fs.closeSync(fd);
+  // A running child does not keep the test process alive: a file that
+  // forgets after(cleanup) still ends, and the exit hook kills the child.
+  child.unref();
   let done = false;
   const exited = new Promise((resolve) => {
     child.on('exit', (code, signal) => {
@@ -246,8 +256,20 @@ export function httpRequest({ socketPath, host = '127.0.0.1', port, method = 'GE
   });
 }
 
-/** Stop every process started here (SIGTERM, then SIGKILL) and remove temp dirs. */
+/** Run `fn` (async) in cleanup(), before processes stop; e.g. to close in-process servers. */
+export function onCleanup(fn) {
+  cleanupHooks.add(fn);
+  return fn;
+}
+
+/**
+ * Stop everything started here: cleanup hooks, then every process (SIGTERM,
+ * then SIGKILL after 5 s), then remove the temp dirs. Use as after(cleanup).
+ */
 export async function cleanup() {
+  const hooks = [...cleanupHooks];
+  cleanupHooks.clear();
+  for (const fn of hooks) await fn();
   await Promise.all([...children].map((c) => c.stop()));
   if (!keepTmp) {
     for (const d of tempDirs) await fsp.rm(d, { recursive: true, force: true });
@@ -270,4 +292,33 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     cleanupSync();
     process.exit(128 + os.constants.signals[sig]);
   });
+}
+
+/**
+ * Path of a program built by make (build/default/bin/NAME, or $CONFIDE_BUILD
+ * which the Makefile exports, so SANITIZE=1 runs test the sanitizer build).
+ */
+export function confideBin(name) {
+  const p = path.join(process.env.CONFIDE_BUILD || path.join(repoRoot, 'build/default'), 'bin', name);
+  if (!fs.existsSync(p)) throw new Error(`${p} not built: run make`);
+  return p;
+}
+
+/**
+ * Which of `files` contain any of `needles` (strings or Buffers), as
+ * [{ file, needle }]: for asserting that prompts, replies or keys never show
+ * up in logs, gateway records or tap captures. Missing files are skipped.
+ */
+export function filesContaining(needles, files) {
+  const hits = [];
+  for (const file of files.flat()) {
+    let data;
+    try {
+      data = fs.readFileSync(typeof file === 'string' ? file : file.logPath);
+    } catch {
+      continue;
+    }
+    for (const n of needles) if (data.includes(Buffer.isBuffer(n) ? n : Buffer.from(String(n)))) hits.push({ file: typeof file === 'string' ? file : file.logPath, needle: String(n) });
+  }
+  return hits;
 }
