@@ -167,6 +167,44 @@ static void test_base64url_rfc4648(void **state)
     assert_cf_error(cf_b64url_encode_str(cf_slice_make("foob", 4), str, sizeof str), CF_E_TOO_LARGE);
 }
 
+/* Padded base64 is strict too, and no decoder leaves decoded bytes behind
+ * when it rejects an input (they may be key material). */
+static void test_decoders_strict_and_leave_nothing(void **state)
+{
+    (void)state;
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    const char *bad_b64[] = {"Zg=", "Zh==", "Zm9=", "Z===", "Zm9v====", "Zg==Zg==", "Zm9v\nYg==", "Zm-v"};
+    for (size_t i = 0; i < sizeof bad_b64 / sizeof bad_b64[0]; i++) {
+        assert_cf_error(cf_b64_decode(cf_slice_cstr(bad_b64[i]), &b), CF_E_MALFORMED);
+        assert_int_equal(b.len, 0);
+    }
+    assert_cf_ok(cf_b64_decode(cf_slice_cstr("Zm8="), &b));
+    assert_memory_equal(b.data, "fo", 2);
+    cf_buf_reset(&b);
+
+    /* Six good bytes, then a bad character: the six are wiped. */
+    assert_cf_error(cf_b64url_decode(cf_slice_cstr("QUJDREVG$A"), &b), CF_E_MALFORMED);
+    assert_int_equal(b.len, 0);
+    assert_non_null(b.data);
+    static const uint8_t zero[8] = {0};
+    assert_memory_equal(b.data, zero, 6);
+    assert_cf_error(cf_hex_decode(cf_slice_cstr("414243zz"), &b), CF_E_MALFORMED);
+    assert_memory_equal(b.data, zero, 3);
+    cf_buf_free(&b);
+
+    uint8_t fixed[8];
+    memset(fixed, 0xEE, sizeof fixed);
+    assert_cf_error(cf_b64url_decode_fixed(cf_slice_cstr("QUJDREVG$A"), fixed, sizeof fixed, NULL), CF_E_MALFORMED);
+    assert_memory_equal(fixed, zero, 6);
+    memset(fixed, 0xEE, sizeof fixed);
+    assert_cf_error(cf_hex_decode_fixed(cf_slice_cstr("4142zz"), fixed, sizeof fixed, NULL), CF_E_MALFORMED);
+    assert_memory_equal(fixed, zero, 2);
+    assert_cf_error(cf_hex_decode_fixed(cf_slice_cstr("414243"), fixed, 2, NULL), CF_E_MALFORMED);
+    assert_cf_ok(cf_b64url_decode_fixed(cf_slice_cstr("QUI"), fixed, sizeof fixed, NULL));
+    assert_memory_equal(fixed, "AB", 2);
+}
+
 static void test_hex(void **state)
 {
     (void)state;
@@ -223,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_buf_limits_and_ownership),
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_base64url_rfc4648),
+        cmocka_unit_test(test_decoders_strict_and_leave_nothing),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_log_escapes_and_bounds),
     };
