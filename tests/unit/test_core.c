@@ -113,6 +113,16 @@ static void test_buf_limits_and_ownership(void **state)
     assert_null(b.data);
     cf_free_secret(owned, n);
     cf_buf_free(&b);
+
+    /* SIZE_MAX as the limit: a huge reservation fails cleanly instead of
+     * wrapping len + extra + 1 to zero and "succeeding" without memory. */
+    cf_buf_init(&b, SIZE_MAX);
+    assert_cf_ok(cf_buf_append_cstr(&b, "x"));
+    assert_true(cf_is_error(cf_buf_reserve(&b, SIZE_MAX - 1)));
+    assert_true(cf_is_error(cf_buf_reserve(&b, SIZE_MAX)));
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.data[0], 'x');
+    cf_buf_free(&b);
 }
 
 static void test_ct_equal(void **state)
