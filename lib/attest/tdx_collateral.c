@@ -534,17 +534,7 @@ static CF_RESULT fill_slot(cf_slice *slot, cf_slice data, const char *what)
     return CF_OK;
 }
 
-static bool crl_issuer_cn_is(X509_CRL *crl, const char *cn)
-{
-    X509_NAME *name = X509_CRL_get_issuer(crl);
-    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-    if (idx < 0) {
-        return false;
-    }
-    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-    size_t len = strlen(cn);
-    return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
-}
+static bool crl_issuer_cn_is(X509_CRL *crl, const char *cn) { return tdx_name_cn_is(X509_CRL_get_issuer(crl), cn); }
 
 CF_RESULT cf_tdx_collateral_classify(cf_slice data, cf_tdx_collateral_parts *parts)
 {

@@ -161,6 +161,8 @@ static void test_dcap_v4_up_to_date(void **state)
     rd[63] ^= 1;
     assert_cf_error(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), NULL, at("2025-07-01T00:00:00Z"), rd, &c2),
                     CF_E_REPORT_DATA);
+    /* The verification time is always explicit: zero is refused. */
+    assert_cf_error(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), NULL, 0, NULL, &c2), CF_E_INVALID_ARGUMENT);
     /* Expired collateral without a time override (today). */
     assert_cf_error(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), NULL, at("2026-11-25T00:00:00Z"), NULL, &c2),
                     CF_E_EXPIRED);
@@ -570,6 +572,8 @@ static void test_policy_validate_names_field(void **state)
         {"{\"report_data\":\"zz\"}", "report_data"},
         {"{\"accepted_tcb_statuses\":[\"Fine\"]}", "accepted_tcb_statuses"},
         {"{\"accepted_tcb_statuses\":[]}", "accepted_tcb_statuses"},
+        /* A revoked TCB can never be accepted. */
+        {"{\"accepted_tcb_statuses\":[\"UpToDate\",\"Revoked\"]}", "accepted_tcb_statuses"},
         {"{\"debug_allowed\":\"no\"}", "debug_allowed"},
         {"{\"verification\":\"none\"}", "verification"},
         {"{\"allow_missing_crls\":1}", "allow_missing_crls"},
@@ -819,6 +823,10 @@ static void test_pck_extension_and_tcb_rules(void **state)
             fail_msg("truncated PCK extension of %zu bytes parsed", n);
         }
     }
+    /* The chain verifies at an explicit time; time 0 is refused even where
+     * notBefore would be waived (the TCB Signing exception). */
+    assert_cf_ok(tdx_verify_intel_chain(chain, NULL, TDX_CRL_NONE, at("2025-07-01T00:00:00Z"), false, "PCK chain"));
+    assert_cf_error(tdx_verify_intel_chain(chain, NULL, TDX_CRL_NONE, 0, true, "PCK chain"), CF_E_INVALID_ARGUMENT);
     sk_X509_pop_free(chain, X509_free);
 
     cf_tdx_collateral c;
@@ -916,6 +924,12 @@ static void test_pinned_root_and_time_parser(void **state)
     assert_cf_error(tdx_parse_time("2025-07-01T00:00:00", &t), CF_E_MALFORMED);
     assert_cf_error(tdx_parse_time("2025-07-01 00:00:00Z", &t), CF_E_MALFORMED);
     assert_cf_error(tdx_parse_time("2025-13-01T00:00:00Z", &t), CF_E_MALFORMED);
+    /* Days that do not exist are refused, not rolled into the next month. */
+    assert_cf_error(tdx_parse_time("2025-02-29T00:00:00Z", &t), CF_E_MALFORMED);
+    assert_cf_error(tdx_parse_time("2025-04-31T00:00:00Z", &t), CF_E_MALFORMED);
+    assert_cf_error(tdx_parse_time("2100-02-29T00:00:00Z", &t), CF_E_MALFORMED);
+    assert_int_equal(at("2000-02-29T00:00:00Z"), 951782400);
+    assert_int_equal(at("2025-12-31T23:59:59Z"), 1767225599);
 }
 
 int main(void)
