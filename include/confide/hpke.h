@@ -17,7 +17,7 @@
  * The KEM is a pluggable interface. Internally a KEM is a table of sizes
  * (Nenc, Npk, Nsk, Nsecret) and functions (generate / derive key pair,
  * public key from private key, encap, decap, optional auth variants),
- * looked up by its RFC 9180 KEM id (lib/crypto/hpke_kem.h). Callers only
+ * looked up by its RFC 9180 KEM id (lib/crypto/hpke_internal.h). Callers only
  * ever pass a suite (three ids), key pairs and byte strings whose lengths
  * come from the KEM, so adding a KEM — e.g. X-Wing (X25519 + ML-KEM-768,
  * draft-connolly-cfrg-xwing-kem, Nenc 1120, Npk 1216) — means adding one
