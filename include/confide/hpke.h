@@ -133,6 +133,9 @@ void cf_hpke_keypair_wipe(cf_hpke_keypair *kp);
 
 typedef enum cf_hpke_role { CF_HPKE_ROLE_NONE = 0, CF_HPKE_ROLE_SENDER = 1, CF_HPKE_ROLE_RECIPIENT = 2 } cf_hpke_role;
 
+/* A context owns OpenSSL state and a sequence number: never copy one (the
+ * copy would encrypt under the same nonces, and both would free the same
+ * cipher contexts); pass it by pointer. */
 typedef struct cf_hpke_ctx {
     cf_hpke_suite suite;
     cf_hpke_role role;
