@@ -190,8 +190,12 @@ static CF_RESULT parse_tcb_info_json(const json_t *j, cf_tdx_tcb_info *t)
     CF_GUARD(get_int(j, "tcbType", 0, 0, &tcb_type));
     CF_GUARD(get_int(j, "tcbEvaluationDataNumber", 0, INT32_MAX, &t->tcb_evaluation_data_number));
 
+    /* Intel PCS API v4: a TDX TCB info always carries tdxModule. Without it
+     * nothing would check the quote's MRSIGNERSEAM and SEAM attributes for
+     * quotes that use no module identity, so its absence is refused. */
     const json_t *mod = json_object_get(j, "tdxModule");
-    if (mod != NULL) {
+    CF_ENSURE_MSG(json_is_object(mod), CF_E_MALFORMED, "tdx collateral: tcbInfo has no tdxModule object");
+    {
         uint8_t a[8], m[8];
         t->has_module = true;
         CF_GUARD_MSG(get_hex(mod, "mrsigner", t->module_mrsigner, CF_TDX_MR_LEN), "tdxModule");

@@ -856,6 +856,30 @@ static void test_pck_extension_and_tcb_rules(void **state)
     low_mod.td.tee_tcb_svn[1] = 0x7f;
     assert_cf_error(cf_tdx_tcb_evaluate(&low_mod, &ext, c.tcb_info, c.qe_identity, &r), CF_E_TCB);
     assert_detail("TDX_7F");
+    /* Without an applicable module identity, tdxModule's signer is checked. */
+    low_mod = pq;
+    low_mod.td.tee_tcb_svn[1] = 0;
+    low_mod.td.mrsignerseam[0] ^= 1;
+    assert_cf_error(cf_tdx_tcb_evaluate(&low_mod, &ext, c.tcb_info, c.qe_identity, &r), CF_E_TCB);
+    assert_detail("tdxModule.mrsigner");
+    c.tcb_info->has_module = false;
+    low_mod.td.mrsignerseam[0] ^= 1;
+    assert_cf_error(cf_tdx_tcb_evaluate(&low_mod, &ext, c.tcb_info, c.qe_identity, &r), CF_E_TCB);
+    assert_detail("no tdxModule");
+    c.tcb_info->has_module = true;
+    /* A TCB info without tdxModule does not parse. */
+    {
+        json_t *j = cf_test_load_json_vector(V "dcap-qvl/tdx_quote_v4_collateral.json");
+        char *raw = strdup(json_string_value(json_object_get(j, "tcb_info")));
+        char *p = strstr(raw, "\"tdxModule\":");
+        assert_non_null(p);
+        memcpy(p, "\"tdxModulX\":", 12);
+        cf_tdx_tcb_info ti;
+        assert_cf_error(cf_tdx_tcb_info_parse(cf_slice_cstr(raw), &ti), CF_E_MALFORMED);
+        assert_detail("tdxModule");
+        free(raw);
+        json_decref(j);
+    }
     /* QE identity mismatch (MRSIGNER). */
     low_mod = pq;
     low_mod.qe_report.mrsigner[0] ^= 1;
