@@ -246,6 +246,7 @@ static void test_log_escapes_and_bounds(void **state)
     CF_LOG_INFO("plain");
     CF_LOG_WARN("fields", cf_kv_str("path", "/v1/x y\n=z\"q"), cf_kv_int("n", -3), cf_kv_id("req", 255),
                 cf_kv_str("long", longv));
+    CF_LOG_INFO("empty_key", cf_kv_str("", "v"));
     cf_log_set_file(NULL);
     rewind(f);
     char line[4096];
@@ -257,6 +258,8 @@ static void test_log_escapes_and_bounds(void **state)
     assert_non_null(strstr(line, "n=-3 req=00000000000000ff"));
     assert_non_null(strstr(line, "xxx..."));
     assert_true(strlen(line) < 400);
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "event=empty_key field=v"));
     assert_null(fgets(line, sizeof line, f));
     fclose(f);
     assert_int_equal(cf_log_level_parse("warn"), CF_LOG_WARN);
