@@ -201,6 +201,7 @@ typedef enum px_reply_mode {
 typedef struct px_request {
     px_state *px;
     cf_http_request *req;
+    uint64_t id; /* for logs, after req is finished */
     const cf_proto_endpoint *ep;
     int ep_index;
     px_waiter waiter;

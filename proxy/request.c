@@ -58,7 +58,7 @@ void px_request_done(px_request *r, px_outcome outcome)
         cf_metric_gauge_add(px->m.streams_active, -1);
     }
     if (outcome != PX_OK) {
-        CF_LOG_INFO("request_finished", cf_kv_id("req", r->req ? cf_http_request_id(r->req) : 0),
+        CF_LOG_INFO("request_finished", cf_kv_id("req", r->id),
                     cf_kv_str("endpoint", r->ep->name), cf_kv_str("outcome", px_outcome_name(outcome)),
                     cf_kv_int("status", r->status));
     }
@@ -526,6 +526,7 @@ static px_request *request_new(px_state *px, cf_http_request *req, const cf_prot
     }
     r->px = px;
     r->req = req;
+    r->id = cf_http_request_id(req);
     r->ep = ep;
     r->ep_index = px_endpoint_index(ep);
     r->waiter.ready = on_key;
