@@ -19,7 +19,7 @@
 #include "proxy.h"
 
 /* A key this close to its expiry is no longer handed to new requests. */
-#define KEY_MIN_REMAINING_S 5
+#define KEY_MIN_REMAINING_S 1
 #define BACKOFF_MAX_MS 30000u
 
 typedef struct delete_ctx {

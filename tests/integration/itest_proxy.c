@@ -1,0 +1,1354 @@
+/* itest_proxy.c — the real confide-proxy between this test (playing the
+ * app) and a fake provider gateway, with the real confide-as (sim platform).
+ *
+ * The fake gateway runs in a thread of this process on its own libevent
+ * loop. It plays gateway + worker + inference server at once: it joined the
+ * real AS as a worker (its evidence is this test executable's measurement,
+ * which the manifest's worker policy pins), fetches keys from the AS on
+ * demand (POST /v1/workers/key), decrypts requests and encrypts replies with
+ * the worker side of the library codec, and injects faults on request:
+ * flipped bytes, a dropped final event, plaintext 2xx/5xx bodies,
+ * unknown_key once. It also serves a forged AS attestation (a sim report
+ * with a broken signature) for one of the refusal tests.
+ *
+ * The AS refusal tests run the real confide-as with evidence that cannot
+ * satisfy the pinned manifest: another manifest, a wrong measurement, a
+ * report from another (unaccepted) sim root, and a forged report. In each
+ * the proxy must send nothing upstream and say precisely why (log, /healthz,
+ * the 503 to the app). Every process started is killed at exit, also when a
+ * test fails. Loopback only. */
+#define _GNU_SOURCE /* memmem, asprintf */
+#include "test_helper.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "confide/as_api.h"
+#include "confide/as_client.h"
+#include "confide/crypto.h"
+#include "confide/encoding.h"
+#include "confide/hpke.h"
+#include "confide/http_client.h"
+#include "confide/http_server.h"
+#include "confide/json.h"
+#include "confide/log.h"
+#include "confide/protocol.h"
+#include "confide/sim.h"
+#include "confide/sse.h"
+
+#define PROMPT "SECRET-PROMPT-7f3a"
+#define REPLY "REPLY-SECRET-5678"
+#define API_KEY "sk-test-provider-key"
+
+/* ---- processes (all killed at exit, even after a failed assertion) ---------------- */
+
+#define MAX_PROCS 32
+static pid_t g_pids[MAX_PROCS];
+
+static void kill_all(void)
+{
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (g_pids[i] > 0) {
+            kill(g_pids[i], SIGKILL);
+            waitpid(g_pids[i], NULL, 0);
+            g_pids[i] = 0;
+        }
+    }
+}
+
+typedef struct proc {
+    pid_t pid;
+    char log[600];
+    int port;
+} proc_t;
+
+static const char *build_dir(void)
+{
+    const char *b = getenv("CONFIDE_BUILD");
+    return b && b[0] ? b : "build/default";
+}
+
+/* The whole log as a string ("" while the child has not created it). */
+static char *read_log(const proc_t *p)
+{
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    FILE *f = fopen(p->log, "r");
+    if (f != NULL) {
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+            assert_cf_ok(cf_buf_append(&b, chunk, n));
+        }
+        fclose(f);
+    }
+    assert_cf_ok(cf_buf_append_u8(&b, 0));
+    return (char *)cf_buf_take(&b, NULL);
+}
+
+/* Wait until the log has `needle`; fails if the process exits first. */
+static void wait_log(const proc_t *p, const char *needle, int timeout_ms)
+{
+    for (int t = 0; t < timeout_ms; t += 20) {
+        char *log = read_log(p);
+        bool found = strstr(log, needle) != NULL;
+        free(log);
+        if (found) {
+            return;
+        }
+        int status;
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            fail_msg("process exited while waiting for '%s' (log %s)", needle, p->log);
+        }
+        usleep(20000);
+    }
+    fail_msg("timed out waiting for '%s' in %s", needle, p->log);
+}
+
+static bool log_has(const proc_t *p, const char *needle)
+{
+    char *log = read_log(p);
+    bool found = strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+static void start_proc(proc_t *p, const char *log, const char *const *argv, const char *started_event)
+{
+    snprintf(p->log, sizeof p->log, "%s", log);
+    p->pid = fork();
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        FILE *f = freopen(p->log, "w", stderr);
+        (void)f;
+        execv(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (g_pids[i] == 0) {
+            g_pids[i] = p->pid;
+            break;
+        }
+    }
+    wait_log(p, started_event, 10000);
+    char *text = read_log(p);
+    const char *ev = strstr(text, started_event);
+    const char *port = ev ? strstr(ev, " port=") : NULL;
+    assert_non_null(port);
+    p->port = atoi(port + 6);
+    free(text);
+}
+
+/* SIGTERM: must end cleanly with status 0. */
+static void stop_proc(proc_t *p)
+{
+    if (p->pid <= 0) {
+        return;
+    }
+    kill(p->pid, SIGTERM);
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 400 && (got = waitpid(p->pid, &status, WNOHANG)) != p->pid; i++) {
+        usleep(25000);
+    }
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (g_pids[i] == p->pid) {
+            g_pids[i] = 0;
+        }
+    }
+    if (got != p->pid) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        fail_msg("process did not stop on SIGTERM (log %s)", p->log);
+    }
+    p->pid = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- the fake gateway -------------------------------------------------------------- */
+
+typedef enum fault {
+    F_NONE = 0,
+    F_FLIP_JSON,        /* one ciphertext character of a JSON reply changed */
+    F_PLAINTEXT_200,    /* an unencrypted 200 reply */
+    F_PLAINTEXT_500,    /* a plaintext error, as a worker would send before decryption */
+    F_UNKNOWN_KEY_ONCE, /* 401 unknown_key, then normal */
+    F_DROP_FINAL,       /* the stream's final event removed */
+    F_FLIP_STREAM,      /* one ciphertext character in the second event changed */
+    F_SLOW_STREAM,      /* first event, 400 ms pause, the rest */
+} fault_t;
+
+typedef struct gw_key {
+    char key_id[CF_KEY_ID_LEN + 1];
+    uint8_t k[CF_INFERENCE_KEY_LEN];
+} gw_key;
+
+typedef struct gateway {
+    pthread_t thread;
+    struct event_base *base;
+    cf_http_server *server;
+    uint16_t port;
+    char as_url[64];
+    /* worker identity at the AS */
+    cf_as_identity as_id;
+    cf_hpke_keypair kp;
+    cf_worker_grant grant;
+    gw_key keys[16];
+    size_t key_next;
+    /* forged AS */
+    char sim_dir[512];
+    cf_manifest *manifest;
+    uint8_t as_measurement[CF_SIM_MEASUREMENT_LEN];
+    cf_hpke_keypair fake_kp;
+    uint8_t fake_sign_pub[CF_ED25519_PUB_LEN];
+    /* shared with the test thread */
+    pthread_mutex_t mu;
+    fault_t fault;
+    int requests;
+    cf_buf last_wire;
+    cf_buf last_plain;
+    char last_auth[256];
+} gateway_t;
+
+static const char *const stream_events[] = {
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}",
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" REPLY
+    "\"}}]}",
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" tail\"}}]}",
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+    "\"stop\"}]}",
+    NULL,
+};
+
+static const char chat_reply[] =
+    "{\"id\":\"chatcmpl-test\",\"object\":\"chat.completion\",\"model\":\"model-a\",\"choices\":[{\"index\":0,"
+    "\"message\":{\"role\":\"assistant\",\"content\":\"" REPLY "\"},\"finish_reason\":\"stop\"}],"
+    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}";
+static const char embed_reply[] = "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":"
+                                  "[0.25,-0.5]}],\"model\":\"model-a\",\"usage\":{\"prompt_tokens\":2,\"total_tokens\":2}}";
+
+/* The SSE text the inference server "produced" (what the app must get). */
+static void plain_stream(cf_buf *out)
+{
+    for (size_t i = 0; stream_events[i] != NULL; i++) {
+        assert_cf_ok(cf_buf_appendf(out, "data: %s\n\n", stream_events[i]));
+    }
+    assert_cf_ok(cf_buf_append_cstr(out, "data: [DONE]\n\n"));
+}
+
+static CF_RESULT gw_lookup(void *ctx, const char *key_id, uint8_t secret[CF_PROTO_SECRET_LEN])
+{
+    gateway_t *g = ctx;
+    for (size_t i = 0; i < 16; i++) {
+        if (strcmp(g->keys[i].key_id, key_id) == 0) {
+            memcpy(secret, g->keys[i].k, CF_PROTO_SECRET_LEN);
+            return CF_OK;
+        }
+    }
+    /* Ask the AS once, as a worker does on an unknown key id. */
+    cf_result result = CF_OK;
+    cf_buf req, body;
+    cf_buf_init(&req, 4096);
+    cf_buf_init(&body, CF_AS_BODY_MAX);
+    cf_key_event ev;
+    memset(&ev, 0, sizeof ev);
+    char url[128], auth[2048];
+    snprintf(url, sizeof url, "%s/v1/workers/key", g->as_url);
+    snprintf(auth, sizeof auth, "Bearer %s", g->grant.token);
+    const cf_http_header headers[] = {{"Authorization", auth}, {"Content-Type", "application/json"}, {NULL, NULL}};
+    CF_GUARD_OUT(cf_key_fetch_build(key_id, &req));
+    cf_http_client_config cfg = {.allow_plain_http = true};
+    cf_http_call_opts o = {.method = "POST", .url = url, .headers = headers, .body = cf_buf_slice(&req),
+                           .total_timeout_ms = 5000};
+    long status = 0;
+    CF_GUARD_OUT(cf_http_fetch(&cfg, &o, &status, &body));
+    CF_ENSURE_MSG_OUT(status == 200, CF_E_UNKNOWN_KEY, "the AS has no such key for this worker");
+    CF_GUARD_OUT(cf_key_event_open(g->as_id.signing_key, g->grant.worker_id, &g->kp, "key", cf_buf_slice(&body), 0,
+                                   &ev));
+    gw_key *slot = &g->keys[g->key_next++ % 16];
+    memcpy(slot->key_id, ev.key_id, sizeof slot->key_id);
+    memcpy(slot->k, ev.k, sizeof slot->k);
+    memcpy(secret, ev.k, CF_PROTO_SECRET_LEN);
+out:
+    cf_key_event_wipe(&ev);
+    cf_buf_free(&req);
+    cf_buf_free(&body);
+    return result;
+}
+
+static void gw_respond(cf_http_request *req, int status, const char *ctype, cf_slice body, const cf_http_header *h)
+{
+    if (cf_is_error(cf_http_respond(req, status, ctype, body, h))) {
+        cf_http_stream_end(req);
+    }
+}
+
+static void gw_plain_error(cf_http_request *req, cf_error_code code, const char *message)
+{
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    assert_cf_ok(cf_proto_error_body(code, message, &b));
+    const cf_http_header h[] = {{CF_PROTO_HDR_PLAINTEXT, "1"},
+                                {CF_PROTO_HDR_ERROR, cf_error_name(code)},
+                                {CF_PROTO_HDR_VERSIONS, "1"},
+                                {NULL, NULL}};
+    gw_respond(req, cf_proto_error_status(code), "application/json", cf_buf_slice(&b), h);
+    cf_buf_free(&b);
+}
+
+/* Change one character of the base64url ciphertext after the n-th "cf1". */
+static void flip_ciphertext(cf_buf *b, int nth)
+{
+    uint8_t *p = b->data;
+    for (int i = 0; i <= nth; i++) {
+        p = memmem(p + (i ? 1 : 0), b->len - (size_t)(p - b->data) - (i ? 1 : 0), "\"cf1", 4);
+        assert_non_null(p);
+    }
+    uint8_t *end = memchr(p + 1, '"', b->len - (size_t)(p + 1 - b->data));
+    assert_non_null(end);
+    end[-3] = end[-3] == 'A' ? 'B' : 'A';
+}
+
+/* Remove the SSE event that carries the final-flagged value. */
+static void drop_final_event(cf_buf *b)
+{
+    uint8_t *f = memmem(b->data, b->len, "cf1f:", 5);
+    assert_non_null(f);
+    uint8_t *start = f;
+    while (start > b->data && !(start[-1] == '\n' && start - 1 > b->data && start[-2] == '\n')) {
+        start--;
+    }
+    uint8_t *end = memmem(f, b->len - (size_t)(f - b->data), "\n\n", 2);
+    assert_non_null(end);
+    end += 2;
+    memmove(start, end, b->len - (size_t)(end - b->data));
+    b->len -= (size_t)(end - start);
+}
+
+typedef struct slow_rest {
+    cf_http_request *req;
+    cf_buf rest;
+} slow_rest;
+
+static void slow_close(cf_http_request *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+}
+
+static void slow_send_rest(evutil_socket_t fd, short what, void *arg)
+{
+    slow_rest *s = arg;
+    (void)fd;
+    (void)what;
+    if (cf_is_error(cf_http_stream_write(s->req, cf_buf_slice(&s->rest)))) {
+        /* client gone */
+    }
+    cf_http_stream_end(s->req);
+    cf_buf_free(&s->rest);
+    free(s);
+}
+
+static void gw_stream(gateway_t *g, cf_http_request *req, cf_proto_session *session, fault_t fault)
+{
+    (void)g;
+    cf_buf plain, enc;
+    cf_buf_init(&plain, 0);
+    cf_buf_init(&enc, 0);
+    plain_stream(&plain);
+    assert_cf_ok(cf_proto_stream_begin(session, 200));
+    assert_cf_ok(cf_proto_stream_seal_feed(session, cf_buf_slice(&plain), &enc));
+    assert_cf_ok(cf_proto_stream_seal_finish(session, &enc));
+    if (fault == F_DROP_FINAL) {
+        drop_final_event(&enc);
+    } else if (fault == F_FLIP_STREAM) {
+        flip_ciphertext(&enc, 2); /* the second event's first value */
+    }
+    static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
+    const cf_http_stream_callbacks cbs = {.on_close = slow_close};
+    assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", h, &cbs, NULL));
+    if (fault == F_SLOW_STREAM) {
+        uint8_t *cut = memmem(enc.data, enc.len, "\n\n", 2);
+        assert_non_null(cut);
+        size_t first = (size_t)(cut + 2 - enc.data);
+        assert_cf_ok(cf_http_stream_write(req, cf_slice_make(enc.data, first)));
+        slow_rest *s = calloc(1, sizeof *s);
+        assert_non_null(s);
+        s->req = req;
+        cf_buf_init(&s->rest, 0);
+        assert_cf_ok(cf_buf_append(&s->rest, enc.data + first, enc.len - first));
+        struct timeval tv = {0, 400000};
+        assert_int_equal(event_base_once(g->base, -1, EV_TIMEOUT, slow_send_rest, s, &tv), 0);
+    } else {
+        assert_cf_ok(cf_http_stream_write(req, cf_buf_slice(&enc)));
+        cf_http_stream_end(req);
+    }
+    cf_buf_free(&plain);
+    cf_buf_free(&enc);
+}
+
+static void gw_encrypted(cf_http_request *req, void *arg)
+{
+    gateway_t *g = arg;
+    const cf_proto_endpoint *ep = NULL;
+    cf_slice body = cf_http_request_body(req);
+    assert_cf_ok(cf_proto_endpoint_by_path(cf_slice_cstr(cf_http_request_method(req)),
+                                           cf_slice_cstr(cf_http_request_path(req)), &ep));
+    const char *auth = cf_http_request_header(req, "Authorization");
+    pthread_mutex_lock(&g->mu);
+    g->requests++;
+    cf_buf_reset(&g->last_wire);
+    assert_cf_ok(cf_buf_append_slice(&g->last_wire, body));
+    snprintf(g->last_auth, sizeof g->last_auth, "%s", auth ? auth : "");
+    fault_t fault = g->fault;
+    if (fault == F_UNKNOWN_KEY_ONCE) {
+        g->fault = F_NONE;
+    }
+    pthread_mutex_unlock(&g->mu);
+
+    if (fault == F_UNKNOWN_KEY_ONCE) {
+        gw_plain_error(req, CF_E_UNKNOWN_KEY, "unknown key id");
+        return;
+    }
+    if (fault == F_PLAINTEXT_200) {
+        gw_respond(req, 200, "application/json", cf_slice_cstr(chat_reply), NULL);
+        return;
+    }
+    if (fault == F_PLAINTEXT_500) {
+        static const cf_http_header h[] = {{CF_PROTO_HDR_PLAINTEXT, "1"}, {CF_PROTO_HDR_ERROR, "server_error"}, {NULL, NULL}};
+        gw_respond(req, 500, "application/json",
+                   cf_slice_cstr("{\"error\":{\"message\":\"backend exploded\",\"type\":\"server_error\","
+                                 "\"code\":\"server_error\"}}"),
+                   h);
+        return;
+    }
+    cf_buf plain, enc;
+    cf_buf_init(&plain, 0);
+    cf_buf_init(&enc, 0);
+    cf_proto_session *session = NULL;
+    cf_proto_open_options oo = {0};
+    if (cf_is_error(cf_proto_request_open(ep, body, gw_lookup, g, &oo, &plain, &session))) {
+        gw_plain_error(req, cf_error_code_last(), "request refused");
+        cf_buf_free(&plain);
+        return;
+    }
+    pthread_mutex_lock(&g->mu);
+    cf_buf_reset(&g->last_plain);
+    assert_cf_ok(cf_buf_append_slice(&g->last_plain, cf_buf_slice(&plain)));
+    pthread_mutex_unlock(&g->mu);
+    cf_json_type st = CF_JSON_NULL;
+    cf_slice sv;
+    bool stream = cf_is_ok(cf_json_lookup(cf_buf_slice(&plain), NULL, cf_slice_cstr("stream"), &sv, &st)) &&
+                  st == CF_JSON_TRUE;
+    if (stream) {
+        gw_stream(g, req, session, fault);
+    } else {
+        const char *reply = strcmp(ep->name, "embeddings") == 0 ? embed_reply : chat_reply;
+        assert_cf_ok(cf_proto_response_seal(session, 200, cf_slice_cstr(reply), &enc));
+        if (fault == F_FLIP_JSON) {
+            flip_ciphertext(&enc, 0);
+        }
+        static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
+        gw_respond(req, 200, "application/json", cf_buf_slice(&enc), h);
+    }
+    cf_proto_session_free(session);
+    cf_buf_free(&plain);
+    cf_buf_free(&enc);
+}
+
+static void gw_models(cf_http_request *req, void *arg)
+{
+    gateway_t *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->requests++;
+    pthread_mutex_unlock(&g->mu);
+    gw_respond(req, 200, "application/json",
+               cf_slice_cstr("{\"object\":\"list\",\"data\":[{\"id\":\"model-a\",\"object\":\"model\"}]}"), NULL);
+}
+
+/* A forged AS: right measurement and binding, broken signature. */
+static void gw_fake_attest(cf_http_request *req, void *arg)
+{
+    gateway_t *g = arg;
+    uint8_t nonce[CF_AS_NONCE_LEN];
+    cf_sim_report_params p = {.svn = 1};
+    cf_buf ev, col, body;
+    cf_buf_init(&ev, 0);
+    cf_buf_init(&col, 0);
+    cf_buf_init(&body, 0);
+    assert_cf_ok(cf_as_attest_request_parse(cf_http_request_body(req), nonce));
+    memcpy(p.measurement, g->as_measurement, sizeof p.measurement);
+    assert_cf_ok(cf_as_report_data(nonce, cf_hpke_keypair_public(&g->fake_kp),
+                                   cf_slice_make(g->fake_sign_pub, sizeof g->fake_sign_pub), g->manifest->sha256,
+                                   p.report_data));
+    assert_cf_ok(cf_sim_sign_report(g->sim_dir, &p, &ev, &col));
+    ev.data[0xA0 + 3] ^= 0x01; /* signature r */
+    assert_cf_ok(cf_as_attest_response_build(CF_PLATFORM_SIM, cf_buf_slice(&ev), cf_buf_slice(&col),
+                                             cf_hpke_keypair_public(&g->fake_kp),
+                                             cf_slice_make(g->fake_sign_pub, sizeof g->fake_sign_pub),
+                                             cf_buf_slice(&g->manifest->bytes), &body));
+    gw_respond(req, 200, "application/json", cf_buf_slice(&body), NULL);
+    cf_buf_free(&ev);
+    cf_buf_free(&col);
+    cf_buf_free(&body);
+}
+
+static void *gw_thread(void *arg)
+{
+    gateway_t *g = arg;
+    event_base_loop(g->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* Join the AS as a worker (challenge, sim evidence of this executable). */
+static void gw_join(gateway_t *g)
+{
+    cf_http_client_config cfg = {.allow_plain_http = true};
+    char url[128];
+    long status = 0;
+    cf_buf body, req, ev, col;
+    cf_buf_init(&body, 0);
+    cf_buf_init(&req, 0);
+    cf_buf_init(&ev, 0);
+    cf_buf_init(&col, 0);
+    assert_cf_ok(cf_hpke_keypair_generate(CF_HPKE_KEM_X25519_SHA256, &g->kp));
+    snprintf(url, sizeof url, "%s/v1/workers/challenge", g->as_url);
+    cf_http_call_opts o = {.method = "POST", .url = url, .total_timeout_ms = 5000};
+    assert_cf_ok(cf_http_fetch(&cfg, &o, &status, &body));
+    assert_int_equal(status, 200);
+    uint8_t nonce[CF_AS_NONCE_LEN], rd[CF_REPORT_DATA_LEN];
+    int64_t exp;
+    assert_cf_ok(cf_worker_challenge_parse(cf_buf_slice(&body), nonce, &exp));
+    assert_cf_ok(cf_worker_report_data(nonce, cf_hpke_keypair_public(&g->kp), rd));
+    cf_attester_config ac = {.platform = CF_PLATFORM_SIM, .sim_dir = g->sim_dir};
+    assert_cf_ok(cf_attest_collect(&ac, rd, &ev, &col));
+    assert_cf_ok(cf_worker_attest_request_build(CF_PLATFORM_SIM, nonce, cf_hpke_keypair_public(&g->kp),
+                                                cf_buf_slice(&ev), cf_buf_slice(&col), &req));
+    snprintf(url, sizeof url, "%s/v1/workers/attest", g->as_url);
+    static const cf_http_header h[] = {{"Content-Type", "application/json"}, {NULL, NULL}};
+    o = (cf_http_call_opts){.method = "POST", .url = url, .headers = h, .body = cf_buf_slice(&req),
+                            .total_timeout_ms = 5000};
+    cf_buf_reset(&body);
+    assert_cf_ok(cf_http_fetch(&cfg, &o, &status, &body));
+    if (status != 200) {
+        fail_msg("worker join refused: %ld %.*s", status, (int)body.len, (const char *)body.data);
+    }
+    assert_cf_ok(cf_worker_attest_response_parse(cf_buf_slice(&body), &g->grant));
+    cf_buf_free(&body);
+    cf_buf_free(&req);
+    cf_buf_free(&ev);
+    cf_buf_free(&col);
+}
+
+static void gw_start(gateway_t *g)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    cf_buf_init(&g->last_wire, 0);
+    cf_buf_init(&g->last_plain, 0);
+    g->base = event_base_new();
+    assert_non_null(g->base);
+    cf_http_server_config sc = {.port = 0, .name = "gateway", .max_body_size = 16 * 1024 * 1024};
+    assert_cf_ok(cf_http_server_new(g->base, &sc, &g->server));
+    for (size_t i = 0; cf_proto_endpoints[i] != NULL; i++) {
+        const cf_proto_endpoint *ep = cf_proto_endpoints[i];
+        assert_cf_ok(cf_http_server_route(g->server, ep->method, ep->path, ep->encrypted ? gw_encrypted : gw_models, g));
+    }
+    assert_cf_ok(cf_http_server_route(g->server, "POST", "/v1/attest", gw_fake_attest, g));
+    g->port = cf_http_server_port(g->server);
+    assert_cf_ok(cf_hpke_keypair_generate(CF_HPKE_KEM_X25519_SHA256, &g->fake_kp));
+    EVP_PKEY *sk = NULL;
+    assert_cf_ok(cf_ed25519_keygen(&sk));
+    assert_cf_ok(cf_ed25519_public_raw(sk, g->fake_sign_pub));
+    EVP_PKEY_free(sk);
+    assert_int_equal(pthread_create(&g->thread, NULL, gw_thread, g), 0);
+}
+
+static void gw_stop(gateway_t *g)
+{
+    event_base_loopbreak(g->base);
+    pthread_join(g->thread, NULL);
+    cf_http_server_free(g->server);
+    event_base_free(g->base);
+    cf_as_identity_free(&g->as_id);
+    cf_hpke_keypair_wipe(&g->kp);
+    cf_hpke_keypair_wipe(&g->fake_kp);
+    cf_worker_grant_free(&g->grant);
+    cf_wipe(g->keys, sizeof g->keys);
+    cf_buf_free(&g->last_wire);
+    cf_buf_free(&g->last_plain);
+    pthread_mutex_destroy(&g->mu);
+}
+
+static void gw_set_fault(gateway_t *g, fault_t f)
+{
+    pthread_mutex_lock(&g->mu);
+    g->fault = f;
+    pthread_mutex_unlock(&g->mu);
+}
+
+static int gw_requests(gateway_t *g)
+{
+    pthread_mutex_lock(&g->mu);
+    int n = g->requests;
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+/* ---- the app's HTTP ------------------------------------------------------------------ */
+
+typedef struct resp {
+    long status;
+    cf_buf body;
+    char unauth[16]; /* Confide-Unauthenticated */
+    double first_byte_s;
+    double total_s;
+} resp_t;
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    resp_t *r = arg;
+    return cf_is_ok(cf_buf_append(&r->body, p, size * n)) ? size * n : 0;
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *arg)
+{
+    resp_t *r = arg;
+    size_t len = size * n;
+    static const char name[] = "Confide-Unauthenticated:";
+    if (len > sizeof name && strncasecmp(p, name, sizeof name - 1) == 0) {
+        size_t skip = sizeof name - 1;
+        while (skip < len && p[skip] == ' ') {
+            skip++;
+        }
+        snprintf(r->unauth, sizeof r->unauth, "%.*s", (int)(len - skip), p + skip);
+        char *nl = strpbrk(r->unauth, "\r\n");
+        if (nl) {
+            *nl = '\0';
+        }
+    }
+    return len;
+}
+
+static void http(int port, const char *method, const char *path, const char *body, const char *auth, resp_t *out)
+{
+    char url[256], hdr[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    memset(out, 0, sizeof *out);
+    cf_buf_init(&out->body, 0);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (auth != NULL) {
+        snprintf(hdr, sizeof hdr, "Authorization: %s", auth);
+        h = curl_slist_append(h, hdr);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+        fail_msg("curl %s %s: %s", method, path, curl_easy_strerror(rc));
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_easy_getinfo(c, CURLINFO_STARTTRANSFER_TIME, &out->first_byte_s);
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &out->total_s);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static const char *json_error_field(const resp_t *r, const char *field)
+{
+    static char v[600];
+    json_t *j = json_loadb((const char *)r->body.data, r->body.len, 0, NULL);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), field));
+    snprintf(v, sizeof v, "%s", c ? c : "(none)");
+    json_decref(j);
+    return v;
+}
+
+static void expect_error(resp_t *r, long status, const char *code)
+{
+    if (r->status != status || strcmp(json_error_field(r, "code"), code) != 0) {
+        fail_msg("expected %ld %s, got %ld %.*s", status, code, r->status, (int)r->body.len, (const char *)r->body.data);
+    }
+}
+
+static bool body_has(const resp_t *r, const char *s)
+{
+    return r->body.len > 0 && memmem(r->body.data, r->body.len, s, strlen(s)) != NULL;
+}
+
+/* ---- fixture -------------------------------------------------------------------------- */
+
+typedef struct env {
+    char *tmp;
+    char sim_dir[512];
+    char other_sim_dir[512];
+    char manifest[512];       /* the pinned one */
+    char other_manifest[512]; /* same policies, another name: another hash */
+    char bad_manifest[512];   /* AS measurement that confide-as does not have */
+    char api_key_file[512];
+    proc_t as;       /* enforces `manifest` */
+    proc_t as_other; /* enforces `other_manifest` */
+    proc_t as_bad;   /* enforces `bad_manifest` (self-check off) */
+    proc_t as_root;  /* `manifest`, but evidence from another sim root (self-check off) */
+    gateway_t gw;
+    proc_t proxy; /* the main proxy */
+} env_t;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_manifest(const char *path, const char *name, const char *root, const char *as_m, const char *worker_m)
+{
+    char *text = NULL;
+    assert_true(asprintf(&text,
+                         "{\"version\": 1, \"name\": \"%s\", \"accepted_roots\": [\"%s\"],\n"
+                         " \"as\": {\"platform\": \"sim\", \"policy\": {\"measurements\": [\"%s\"]}},\n"
+                         " \"workers\": [{\"name\": \"main\", \"platform\": \"sim\", \"policy\": {\"measurements\": "
+                         "[\"%s\"]}, \"models\": [\"model-a\"]}],\n"
+                         " \"keys\": {\"ttl_min_s\": 1, \"ttl_max_s\": 3600}}\n",
+                         name, root, as_m, worker_m) > 0);
+    write_file(path, text);
+    free(text);
+}
+
+static void start_as(env_t *e, proc_t *p, const char *name, const char *sim_dir, const char *manifest, bool self_check)
+{
+    char bin[600], log[600];
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    snprintf(log, sizeof log, "%s/%s.log", e->tmp, name);
+    const char *argv[] = {bin, "--platform", "sim", "--sim-dir", sim_dir, "--manifest", manifest, "--port", "0",
+                          self_check ? NULL : "--self-check=false", NULL};
+    start_proc(p, log, argv, "event=as_started");
+}
+
+static void start_proxy(env_t *e, proc_t *p, const char *name, int as_port, const char *manifest_flag,
+                        const char *manifest_value, const char *const *extra)
+{
+    char bin[600], log[600], as_url[64], upstream[64], key[600];
+    snprintf(bin, sizeof bin, "%s/bin/confide-proxy", build_dir());
+    snprintf(log, sizeof log, "%s/%s.log", e->tmp, name);
+    snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", as_port);
+    snprintf(upstream, sizeof upstream, "http://127.0.0.1:%u/", e->gw.port);
+    snprintf(key, sizeof key, "@%s", e->api_key_file);
+    const char *argv[40] = {bin,        "--as",     as_url, manifest_flag, manifest_value, "--upstream", upstream,
+                            "--port",   "0",        "--allow-plain-http", "--api-key", key};
+    size_t n = 12;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    start_proc(p, log, argv, "event=proxy_started");
+}
+
+static int setup(void **state)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    evthread_use_pthreads();
+    atexit(kill_all);
+    cf_log_set_level(CF_LOG_WARN); /* the gateway's request log */
+    env_t *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    e->tmp = cf_test_tmpdir();
+    snprintf(e->sim_dir, sizeof e->sim_dir, "%s/sim", e->tmp);
+    snprintf(e->other_sim_dir, sizeof e->other_sim_dir, "%s/sim-other", e->tmp);
+    cf_sim_init_options opt = {.svn = 1, .now = (int64_t)time(NULL)};
+    assert_cf_ok(cf_sim_init(e->sim_dir, &opt));
+    assert_cf_ok(cf_sim_init(e->other_sim_dir, &opt));
+    char fp[65], as_m[97], me_m[97], bin[600];
+    uint8_t m[48];
+    assert_cf_ok(cf_sim_root_fingerprint(e->sim_dir, fp));
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    assert_cf_ok(cf_sim_measure_file(bin, m));
+    memcpy(e->gw.as_measurement, m, sizeof m);
+    assert_cf_ok(cf_hex_encode_str(cf_slice_make(m, 48), as_m, sizeof as_m));
+    assert_cf_ok(cf_sim_measure_file("/proc/self/exe", m));
+    assert_cf_ok(cf_hex_encode_str(cf_slice_make(m, 48), me_m, sizeof me_m));
+    snprintf(e->manifest, sizeof e->manifest, "%s/manifest.json", e->tmp);
+    snprintf(e->other_manifest, sizeof e->other_manifest, "%s/other.json", e->tmp);
+    snprintf(e->bad_manifest, sizeof e->bad_manifest, "%s/bad.json", e->tmp);
+    write_manifest(e->manifest, "itest-proxy", fp, as_m, me_m);
+    write_manifest(e->other_manifest, "itest-proxy-other", fp, as_m, me_m);
+    char bad_m[97];
+    memset(bad_m, 'a', 96);
+    bad_m[96] = '\0';
+    write_manifest(e->bad_manifest, "itest-proxy-bad", fp, bad_m, me_m);
+    snprintf(e->api_key_file, sizeof e->api_key_file, "%s/api-key", e->tmp);
+    write_file(e->api_key_file, API_KEY "\n");
+
+    start_as(e, &e->as, "as", e->sim_dir, e->manifest, true);
+    start_as(e, &e->as_other, "as_other", e->sim_dir, e->other_manifest, true);
+    start_as(e, &e->as_bad, "as_bad", e->sim_dir, e->bad_manifest, false);
+    start_as(e, &e->as_root, "as_root", e->other_sim_dir, e->manifest, false);
+
+    /* The gateway joins the real AS as a worker. */
+    gateway_t *g = &e->gw;
+    snprintf(g->as_url, sizeof g->as_url, "http://127.0.0.1:%d", e->as.port);
+    snprintf(g->sim_dir, sizeof g->sim_dir, "%s", e->sim_dir);
+    assert_cf_ok(cf_manifest_load(e->manifest, &g->manifest));
+    cf_http_client_config cfg = {.allow_plain_http = true};
+    assert_cf_ok(cf_as_attest_fetch(&cfg, g->as_url, 5000, g->manifest->sha256, (int64_t)time(NULL), &g->as_id));
+    gw_join(g);
+    gw_start(g);
+
+    start_proxy(e, &e->proxy, "proxy", e->as.port, "--manifest", e->manifest, NULL);
+    wait_log(&e->proxy, "event=key_uploaded", 10000);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env_t *e = *state;
+    if (e == NULL) {
+        kill_all();
+        return 0;
+    }
+    stop_proc(&e->proxy);
+    gw_stop(&e->gw);
+    cf_manifest_free(e->gw.manifest);
+    stop_proc(&e->as);
+    stop_proc(&e->as_other);
+    stop_proc(&e->as_bad);
+    stop_proc(&e->as_root);
+    kill_all();
+    if (getenv("CONFIDE_KEEP_TMP") == NULL) {
+        cf_test_rmrf(e->tmp);
+    }
+    free(e->tmp);
+    free(e);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---- tests: the request path ------------------------------------------------------------- */
+
+static const char chat_body[] = "{\"model\":\"model-a\",\"messages\":[{\"role\":\"user\",\"content\":\"" PROMPT
+                                "\"}],\"temperature\":0.5,\"max_tokens\":16}";
+static const char stream_body[] = "{\"model\":\"model-a\",\"stream\":true,\"messages\":[{\"role\":\"user\","
+                                  "\"content\":\"" PROMPT "\"}]}";
+
+/* The decrypted request the gateway saw: cache_salt value (or "" if none). */
+static void last_cache_salt(gateway_t *g, char out[128])
+{
+    pthread_mutex_lock(&g->mu);
+    cf_slice v;
+    cf_json_type t;
+    out[0] = '\0';
+    if (cf_is_ok(cf_json_lookup(cf_buf_slice(&g->last_plain), NULL, cf_slice_cstr("cache_salt"), &v, &t))) {
+        snprintf(out, 128, "%.*s", (int)v.len, (const char *)v.ptr);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void test_chat_roundtrip(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    if (r.status != 200) {
+        fail_msg("chat: %ld %.*s", r.status, (int)r.body.len, (const char *)r.body.data);
+    }
+    /* Exactly the inference server's bytes. */
+    assert_int_equal(r.body.len, strlen(chat_reply));
+    assert_memory_equal(r.body.data, chat_reply, r.body.len);
+    cf_buf_free(&r.body);
+    gateway_t *g = &e->gw;
+    pthread_mutex_lock(&g->mu);
+    /* On the wire: no prompt, the routing fields in clear, the provider key. */
+    assert_null(memmem(g->last_wire.data, g->last_wire.len, PROMPT, strlen(PROMPT)));
+    assert_non_null(memmem(g->last_wire.data, g->last_wire.len, "\"model\":\"model-a\"", 17));
+    assert_non_null(memmem(g->last_wire.data, g->last_wire.len, "\"messages\":\"cf1n:", 17));
+    assert_string_equal(g->last_auth, "Bearer " API_KEY);
+    /* Decrypted: the app's body byte for byte plus a cache_salt. */
+    assert_non_null(memmem(g->last_plain.data, g->last_plain.len, PROMPT, strlen(PROMPT)));
+    assert_non_null(memmem(g->last_plain.data, g->last_plain.len, "\"temperature\":0.5", 17));
+    pthread_mutex_unlock(&g->mu);
+    char salt1[128], salt2[128];
+    last_cache_salt(g, salt1);
+    assert_int_equal(strlen(salt1), 45); /* quotes + 43 base64url characters (32 bytes) */
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    last_cache_salt(g, salt2);
+    assert_string_not_equal(salt1, salt2); /* per request by default */
+    /* The proxy's log never holds the prompt or the reply. */
+    assert_false(log_has(&e->proxy, PROMPT));
+    assert_false(log_has(&e->proxy, REPLY));
+    assert_false(log_has(&e->proxy, API_KEY));
+}
+
+static void test_app_authorization_and_own_cache_salt(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions",
+         "{\"model\":\"model-a\",\"cache_salt\":\"mine\",\"messages\":[]}", "Bearer app-own-key", &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    char salt[128];
+    last_cache_salt(&e->gw, salt);
+    assert_string_equal(salt, "\"mine\"");
+    pthread_mutex_lock(&e->gw.mu);
+    assert_string_equal(e->gw.last_auth, "Bearer app-own-key");
+    pthread_mutex_unlock(&e->gw.mu);
+}
+
+static void test_embeddings(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/embeddings", "{\"model\":\"model-a\",\"input\":\"" PROMPT "\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, strlen(embed_reply));
+    assert_memory_equal(r.body.data, embed_reply, r.body.len);
+    cf_buf_free(&r.body);
+    char salt[128];
+    last_cache_salt(&e->gw, salt);
+    assert_string_equal(salt, ""); /* only chat and completions get one */
+}
+
+static void test_stream_roundtrip(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf want;
+    cf_buf_init(&want, 0);
+    plain_stream(&want);
+    if (r.body.len != want.len || memcmp(r.body.data, want.data, want.len) != 0) {
+        fail_msg("stream differs:\n%.*s", (int)r.body.len, (const char *)r.body.data);
+    }
+    cf_buf_free(&want);
+    cf_buf_free(&r.body);
+}
+
+/* Events are relayed as they arrive, not at the end. */
+static void test_stream_event_by_event(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_SLOW_STREAM);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "data: [DONE]"));
+    /* The first event came ~400 ms before the end. */
+    assert_true(r.total_s - r.first_byte_s > 0.3);
+    cf_buf_free(&r.body);
+}
+
+static void test_stream_dropped_final(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_DROP_FINAL);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(r.status, 200);
+    /* Every authenticated event, then an error event instead of a silent end. */
+    assert_true(body_has(&r, REPLY));
+    assert_false(body_has(&r, "data: [DONE]"));
+    assert_true(body_has(&r, "data: {\"error\":{\"message\":"));
+    assert_true(body_has(&r, "\"code\":\"truncated\""));
+    cf_buf_free(&r.body);
+}
+
+static void test_stream_flipped_byte(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_FLIP_STREAM);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(r.status, 200);
+    /* The first event authenticated and was passed; the second did not. */
+    assert_true(body_has(&r, "\"role\":\"assistant\""));
+    assert_false(body_has(&r, REPLY));
+    assert_true(body_has(&r, "\"code\":\"auth_failed\""));
+    assert_true(body_has(&r, "\"type\":\"confide_error\""));
+    cf_buf_free(&r.body);
+}
+
+static void test_flipped_byte_json(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_FLIP_JSON);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    expect_error(&r, 502, "auth_failed");
+    assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+}
+
+static void test_plaintext_2xx_refused(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_PLAINTEXT_200);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    expect_error(&r, 502, "bad_ciphertext");
+    assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+}
+
+static void test_plaintext_error_marked(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_PLAINTEXT_500);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    expect_error(&r, 500, "server_error");
+    assert_string_equal(r.unauth, "1");
+    assert_string_equal(json_error_field(&r, "type"), "confide_unauthenticated_upstream_error");
+    assert_string_equal(json_error_field(&r, "message"), "unauthenticated upstream error: backend exploded");
+    cf_buf_free(&r.body);
+}
+
+static void test_unknown_key_reupload_retry(void **state)
+{
+    env_t *e = *state;
+    char *before = read_log(&e->proxy);
+    size_t uploads_before = 0;
+    for (const char *p = before; (p = strstr(p, "event=key_uploaded")) != NULL; p++) {
+        uploads_before++;
+    }
+    free(before);
+    int n = gw_requests(&e->gw);
+    gw_set_fault(&e->gw, F_UNKNOWN_KEY_ONCE);
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    if (r.status != 200) {
+        fail_msg("retry after unknown_key: %ld %.*s", r.status, (int)r.body.len, (const char *)r.body.data);
+    }
+    assert_memory_equal(r.body.data, chat_reply, strlen(chat_reply));
+    cf_buf_free(&r.body);
+    assert_int_equal(gw_requests(&e->gw), n + 2); /* exactly one retry */
+    char *after = read_log(&e->proxy);
+    size_t uploads_after = 0;
+    for (const char *p = after; (p = strstr(p, "event=key_uploaded")) != NULL; p++) {
+        uploads_after++;
+    }
+    assert_non_null(strstr(after, "event=key_unknown_upstream"));
+    free(after);
+    assert_int_equal(uploads_after, uploads_before + 1); /* a fresh key, freshly attested */
+    http(e->proxy.port, "GET", "/metrics", NULL, NULL, &r);
+    assert_true(body_has(&r, "confide_proxy_retries_total{reason=\"unknown_key\"} 1"));
+    cf_buf_free(&r.body);
+}
+
+static void test_unknown_endpoints_and_bad_bodies(void **state)
+{
+    env_t *e = *state;
+    int n = gw_requests(&e->gw);
+    resp_t r;
+    http(e->proxy.port, "GET", "/v1/files", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "POST", "/v1/audio/speech", "{\"input\":\"" PROMPT "\"}", NULL, &r);
+    assert_int_equal(r.status, 404);
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "GET", "/v1/chat/completions", NULL, NULL, &r);
+    assert_int_equal(r.status, 405);
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "POST", "/v1/chat/completions", "{\"model\":\"model-a\",\"model\":\"model-b\"}", NULL, &r);
+    expect_error(&r, 400, "duplicate_key");
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "POST", "/v1/chat/completions", "[1,2]", NULL, &r);
+    expect_error(&r, 400, "malformed");
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "POST", "/v1/chat/completions", "{\"model\":\"model-a\",\"confide\":\"x\"}", NULL, &r);
+    expect_error(&r, 400, "malformed");
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "POST", "/v1/chat/completions", "{\"model\":\"model-z\",\"messages\":[]}", NULL, &r);
+    expect_error(&r, 400, "model_not_in_scope");
+    cf_buf_free(&r.body);
+    assert_int_equal(gw_requests(&e->gw), n); /* nothing was forwarded */
+}
+
+static void test_models_health_metrics_help(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    http(e->proxy.port, "GET", "/v1/models", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "\"id\":\"model-a\""));
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "\"attestation\":\"verified\""));
+    cf_buf_free(&r.body);
+    http(e->proxy.port, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "confide_proxy_requests_total{endpoint=\"chat.completions\",outcome=\"ok\"}"));
+    assert_true(body_has(&r, "confide_proxy_decrypt_failures_total{code=\"auth_failed\"}"));
+    assert_true(body_has(&r, "confide_proxy_attestation_state 1"));
+    assert_true(body_has(&r, "confide_proxy_upstream_seconds_bucket{endpoint=\"chat.completions\""));
+    cf_buf_free(&r.body);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/confide-proxy --help | grep -c -e --manifest-sha256 -e --shared-cache-salt -e --max-concurrent "
+             "-e --idle-timeout-ms -e --api-key -e --ca-file",
+             build_dir());
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int count = 0;
+    assert_int_equal(fscanf(p, "%d", &count), 1);
+    pclose(p);
+    assert_int_equal(count, 6);
+}
+
+/* A pinned shared salt reaches the inference server on every request. */
+static void test_shared_cache_salt(void **state)
+{
+    env_t *e = *state;
+    proc_t p = {0};
+    static const char *const extra[] = {"--cache-salt", "team-salt-1", NULL};
+    start_proxy(e, &p, "proxy_salt", e->as.port, "--manifest", e->manifest, extra);
+    wait_log(&p, "event=key_uploaded", 10000);
+    char salt[128];
+    for (int i = 0; i < 2; i++) {
+        resp_t r;
+        http(p.port, "POST", "/v1/completions", "{\"model\":\"model-a\",\"prompt\":\"" PROMPT "\"}", NULL, &r);
+        assert_int_equal(r.status, 200);
+        cf_buf_free(&r.body);
+        last_cache_salt(&e->gw, salt);
+        assert_string_equal(salt, "\"team-salt-1\"");
+    }
+    stop_proc(&p);
+}
+
+static void test_rotation(void **state)
+{
+    env_t *e = *state;
+    proc_t p = {0};
+    static const char *const extra[] = {"--key-ttl", "4", "--rotate-before", "2", NULL};
+    start_proxy(e, &p, "proxy_rotate", e->as.port, "--manifest", e->manifest, extra);
+    wait_log(&p, "event=key_uploaded", 10000);
+    resp_t r;
+    http(p.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    wait_log(&p, "event=key_rotated", 8000);
+    wait_log(&p, "event=key_deleted", 4000); /* the old key, once unused */
+    http(p.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "data: [DONE]"));
+    cf_buf_free(&r.body);
+    stop_proc(&p);
+}
+
+/* ---- tests: refusing an AS that does not prove the pinned manifest -------------------------- */
+
+/* The proxy must log the precise reason, answer /healthz and apps with 503
+ * and that reason, and send nothing upstream. */
+static void expect_refused(env_t *e, const char *name, int as_port, const char *manifest_flag, const char *manifest_value,
+                           const char *err, const char *detail)
+{
+    int n = gw_requests(&e->gw);
+    proc_t p = {0};
+    start_proxy(e, &p, name, as_port, manifest_flag, manifest_value, NULL);
+    char needle[200];
+    snprintf(needle, sizeof needle, "event=attestation_failed");
+    wait_log(&p, needle, 10000);
+    snprintf(needle, sizeof needle, "err=%s", err);
+    assert_true(log_has(&p, needle));
+    if (!log_has(&p, detail)) {
+        char *log = read_log(&p);
+        fail_msg("'%s' not in the log:\n%s", detail, log);
+    }
+    resp_t r;
+    http(p.port, "GET", "/healthz", NULL, NULL, &r);
+    expect_error(&r, 503, "attestation_failed");
+    assert_true(body_has(&r, detail));
+    cf_buf_free(&r.body);
+    http(p.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 503, "attestation_failed");
+    assert_true(body_has(&r, detail));
+    cf_buf_free(&r.body);
+    http(p.port, "GET", "/v1/models", NULL, NULL, &r);
+    expect_error(&r, 503, "attestation_failed");
+    cf_buf_free(&r.body);
+    assert_int_equal(gw_requests(&e->gw), n);
+    assert_false(log_has(&p, "event=key_uploaded"));
+    stop_proc(&p);
+}
+
+static void test_refuse_other_manifest(void **state)
+{
+    env_t *e = *state;
+    expect_refused(e, "proxy_other_manifest", e->as_other.port, "--manifest", e->manifest, "policy_violation",
+                   "the AS enforces a manifest other than the pinned one");
+}
+
+static void test_refuse_pinned_hash_mismatch(void **state)
+{
+    env_t *e = *state;
+    char hex[65];
+    memset(hex, '0', 64);
+    hex[64] = '\0';
+    expect_refused(e, "proxy_other_hash", e->as.port, "--manifest-sha256", hex, "policy_violation",
+                   "the AS enforces a manifest other than the pinned one");
+}
+
+static void test_refuse_wrong_measurement(void **state)
+{
+    env_t *e = *state;
+    /* Pin the manifest the AS enforces; its AS policy names another binary. */
+    expect_refused(e, "proxy_wrong_measurement", e->as_bad.port, "--manifest", e->bad_manifest, "policy_violation",
+                   "measurement");
+}
+
+static void test_refuse_other_root(void **state)
+{
+    env_t *e = *state;
+    expect_refused(e, "proxy_other_root", e->as_root.port, "--manifest", e->manifest, "certificate_invalid",
+                   "untrusted root");
+}
+
+static void test_refuse_forged_report(void **state)
+{
+    env_t *e = *state;
+    expect_refused(e, "proxy_forged", e->gw.port, "--manifest", e->manifest, "bad_signature", "signature");
+}
+
+/* Bad configurations stop the proxy at once with exit status 2. */
+static void test_refuse_bad_config(void **state)
+{
+    env_t *e = *state;
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/confide-proxy --as http://127.0.0.1:1 --manifest %s --upstream http://127.0.0.1:1 "
+             "--port 0 2>&1",
+             build_dir(), e->manifest);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[2048] = "";
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = '\0';
+    int status = pclose(p);
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_non_null(strstr(out, "--allow-plain-http"));
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/confide-proxy --as https://127.0.0.1:1 --upstream https://127.0.0.1:1 --port 0 2>&1",
+             build_dir());
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    got = fread(out, 1, sizeof out - 1, p);
+    out[got] = '\0';
+    status = pclose(p);
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_non_null(strstr(out, "exactly one of --manifest"));
+}
+
+/* ---- confide attest ------------------------------------------------------------------------ */
+
+static int run_cmd(const char *cmd, char *out, size_t len)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, len - 1, p);
+    out[got] = '\0';
+    int status = pclose(p);
+    return WEXITSTATUS(status);
+}
+
+static void test_confide_attest(void **state)
+{
+    env_t *e = *state;
+    char cmd[1200], out[8192];
+    snprintf(cmd, sizeof cmd, "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http 2>&1",
+             build_dir(), e->as.port, e->manifest);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "verified: attestation service"));
+    assert_non_null(strstr(out, "platform                 sim"));
+    char hex[97];
+    assert_cf_ok(cf_hex_encode_str(cf_slice_make(e->gw.as_measurement, 48), hex, sizeof hex));
+    assert_non_null(strstr(out, hex));
+    assert_non_null(strstr(out, e->gw.manifest->sha256_hex));
+    assert_non_null(strstr(out, "as_signing_key_sha256"));
+    snprintf(cmd, sizeof cmd, "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http 2>&1",
+             build_dir(), e->as_other.port, e->manifest);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "error: policy_violation"));
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http --json 2>/dev/null",
+             build_dir(), e->as_root.port, e->manifest);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"error\":\"certificate_invalid\""));
+    /* --at before the sim certificates were valid. */
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http --at 2000-01-01T00:00:00Z "
+             "2>&1",
+             build_dir(), e->as.port, e->manifest);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
+    snprintf(cmd, sizeof cmd, "%s/bin/confide attest --as http://127.0.0.1:%d 2>&1", build_dir(), e->as.port);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 2);
+}
+
+/* Last: SIGTERM ends the main proxy cleanly and deletes its keys at the AS. */
+static void test_sigterm_deletes_keys(void **state)
+{
+    env_t *e = *state;
+    stop_proc(&e->proxy);
+    assert_true(log_has(&e->proxy, "event=key_deleted"));
+    assert_true(log_has(&e->proxy, "event=proxy_stopped"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_roundtrip),
+        cmocka_unit_test(test_app_authorization_and_own_cache_salt),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_stream_roundtrip),
+        cmocka_unit_test(test_stream_event_by_event),
+        cmocka_unit_test(test_stream_dropped_final),
+        cmocka_unit_test(test_stream_flipped_byte),
+        cmocka_unit_test(test_flipped_byte_json),
+        cmocka_unit_test(test_plaintext_2xx_refused),
+        cmocka_unit_test(test_plaintext_error_marked),
+        cmocka_unit_test(test_unknown_key_reupload_retry),
+        cmocka_unit_test(test_unknown_endpoints_and_bad_bodies),
+        cmocka_unit_test(test_models_health_metrics_help),
+        cmocka_unit_test(test_shared_cache_salt),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_refuse_other_manifest),
+        cmocka_unit_test(test_refuse_pinned_hash_mismatch),
+        cmocka_unit_test(test_refuse_wrong_measurement),
+        cmocka_unit_test(test_refuse_other_root),
+        cmocka_unit_test(test_refuse_forged_report),
+        cmocka_unit_test(test_refuse_bad_config),
+        cmocka_unit_test(test_confide_attest),
+        cmocka_unit_test(test_sigterm_deletes_keys),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
