@@ -447,7 +447,9 @@ static CF_RESULT start_call(px_request *r, const char *method, cf_slice body)
         .body = body,
         .total_timeout_ms = r->streaming_request ? 0 : (unsigned)px->cfg.upstream_timeout_ms,
         .idle_timeout_ms = (unsigned)px->cfg.idle_timeout_ms,
-        .max_response_size = 0,
+        /* Streams are bounded per event by the codec and in memory by the
+         * relay's backpressure, not in total length. */
+        .max_response_size = r->streaming_request ? ((size_t)1 << 40) : (size_t)px->cfg.max_response_body + 1,
         .on_response = on_response,
         .on_body = on_body,
         .on_done = on_done,

@@ -186,7 +186,10 @@ typedef enum fault {
     F_DROP_FINAL,       /* the stream's final event removed */
     F_FLIP_STREAM,      /* one ciphertext character in the second event changed */
     F_SLOW_STREAM,      /* first event, 400 ms pause, the rest */
+    F_BIG_STREAM,       /* BIG_EVENTS events of ~2 KiB, sent as fast as the proxy takes them */
 } fault_t;
+
+#define BIG_EVENTS 8000 /* ~16 MiB: more than the proxy may queue without backpressure */
 
 typedef struct gw_key {
     char key_id[CF_KEY_ID_LEN + 1];
@@ -359,13 +362,64 @@ static void slow_send_rest(evutil_socket_t fd, short what, void *arg)
     free(s);
 }
 
+/* The big stream, written with backpressure on the gateway side too. */
+typedef struct big_stream {
+    cf_buf enc;
+    size_t off;
+} big_stream;
+
+static void big_pump(cf_http_request *req, void *arg)
+{
+    big_stream *b = arg;
+    while (b->off < b->enc.len && !cf_http_stream_congested(req)) {
+        size_t n = b->enc.len - b->off < 65536 ? b->enc.len - b->off : 65536;
+        if (cf_is_error(cf_http_stream_write(req, cf_slice_make(b->enc.data + b->off, n)))) {
+            b->off = b->enc.len;
+            break;
+        }
+        b->off += n;
+    }
+    if (b->off == b->enc.len) {
+        cf_http_stream_end(req);
+        cf_buf_free(&b->enc);
+        free(b);
+    }
+}
+
+static void big_close(cf_http_request *req, void *arg)
+{
+    big_stream *b = arg;
+    cf_http_stream_end(req);
+    cf_buf_free(&b->enc);
+    free(b);
+}
+
+/* The plaintext of the big stream. */
+static void big_plain(cf_buf *out)
+{
+    char pad[2001];
+    memset(pad, 'x', 2000);
+    pad[2000] = '\0';
+    for (int i = 0; i < BIG_EVENTS; i++) {
+        assert_cf_ok(cf_buf_appendf(out,
+                                    "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                                    "\"%05d%s\"}}]}\n\n",
+                                    i, pad));
+    }
+    assert_cf_ok(cf_buf_append_cstr(out, "data: [DONE]\n\n"));
+}
+
 static void gw_stream(gateway_t *g, cf_http_request *req, cf_proto_session *session, fault_t fault)
 {
     (void)g;
     cf_buf plain, enc;
     cf_buf_init(&plain, 0);
     cf_buf_init(&enc, 0);
-    plain_stream(&plain);
+    if (fault == F_BIG_STREAM) {
+        big_plain(&plain);
+    } else {
+        plain_stream(&plain);
+    }
     assert_cf_ok(cf_proto_stream_begin(session, 200));
     assert_cf_ok(cf_proto_stream_seal_feed(session, cf_buf_slice(&plain), &enc));
     assert_cf_ok(cf_proto_stream_seal_finish(session, &enc));
@@ -375,6 +429,17 @@ static void gw_stream(gateway_t *g, cf_http_request *req, cf_proto_session *sess
         flip_ciphertext(&enc, 2); /* the second event's first value */
     }
     static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
+    if (fault == F_BIG_STREAM) {
+        big_stream *b = calloc(1, sizeof *b);
+        assert_non_null(b);
+        b->enc = enc; /* handed over */
+        cf_buf_init(&enc, 0);
+        const cf_http_stream_callbacks bcbs = {.on_writable = big_pump, .on_close = big_close};
+        assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", h, &bcbs, b));
+        big_pump(req, b);
+        cf_buf_free(&plain);
+        return;
+    }
     const cf_http_stream_callbacks cbs = {.on_close = slow_close};
     assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", h, &cbs, NULL));
     if (fault == F_SLOW_STREAM) {
@@ -639,6 +704,8 @@ static size_t header_cb(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+static long g_recv_speed; /* bytes/s cap for the next request (0 = none): a slow app */
+
 static void http(int port, const char *method, const char *path, const char *body, const char *auth, resp_t *out)
 {
     char url[256], hdr[256];
@@ -662,7 +729,10 @@ static void http(int port, const char *method, const char *path, const char *bod
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (g_recv_speed > 0) {
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)g_recv_speed);
+    }
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
         fail_msg("curl %s %s: %s", method, path, curl_easy_strerror(rc));
@@ -960,6 +1030,31 @@ static void test_stream_event_by_event(void **state)
     assert_true(body_has(&r, "data: [DONE]"));
     /* The first event came ~400 ms before the end. */
     assert_true(r.total_s - r.first_byte_s > 0.3);
+    cf_buf_free(&r.body);
+}
+
+/* A slow app: the proxy pauses the upstream instead of queueing the stream
+ * (it may queue at most ~2 MiB per stream; the stream is ~16 MiB) and
+ * delivers every byte, in order. */
+static void test_stream_backpressure(void **state)
+{
+    env_t *e = *state;
+    gw_set_fault(&e->gw, F_BIG_STREAM);
+    g_recv_speed = 24 * 1024 * 1024;
+    resp_t r;
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    g_recv_speed = 0;
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(r.status, 200);
+    cf_buf want;
+    cf_buf_init(&want, 0);
+    big_plain(&want);
+    if (r.body.len != want.len || memcmp(r.body.data, want.data, want.len) != 0) {
+        fail_msg("big stream differs: got %zu bytes, want %zu; tail: %.300s", r.body.len, want.len,
+                 r.body.len > 300 ? (const char *)r.body.data + r.body.len - 300 : (const char *)r.body.data);
+    }
+    print_message("big stream: %zu bytes in %.2f s to a reader capped at 24 MiB/s\n", want.len, r.total_s);
+    cf_buf_free(&want);
     cf_buf_free(&r.body);
 }
 
@@ -1331,6 +1426,7 @@ int main(void)
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_stream_roundtrip),
         cmocka_unit_test(test_stream_event_by_event),
+        cmocka_unit_test(test_stream_backpressure),
         cmocka_unit_test(test_stream_dropped_final),
         cmocka_unit_test(test_stream_flipped_byte),
         cmocka_unit_test(test_flipped_byte_json),
