@@ -160,6 +160,15 @@ static CF_RESULT metrics_init(px_state *px)
     return CF_OK;
 }
 
+/* Re-label the last error as a configuration error (exit status 2). */
+static cf_result config_error(const char *flag)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s: %s: %s", flag, cf_error_name(cf_error_code_last()), cf_error_last()->detail);
+    cf_error_setf(CF_E_CONFIG, __FILE__, __LINE__, "%s", detail);
+    return CF_ERROR;
+}
+
 static CF_RESULT parse_models(px_state *px)
 {
     if (px->cfg.models == NULL || px->cfg.models[0] == '\0') {
@@ -176,7 +185,9 @@ static CF_RESULT parse_models(px_state *px)
     }
     cf_result r = cf_key_scope_from_json(arr, &px->scope);
     json_decref(arr);
-    CF_GUARD_MSG(r, "--models");
+    if (cf_is_error(r)) {
+        return config_error("--models");
+    }
     px->scope_from_flag = true;
     return CF_OK;
 }
@@ -204,7 +215,9 @@ static CF_RESULT setup(px_state *px)
                   "pin the manifest with exactly one of --manifest FILE or --manifest-sha256 HEX");
     if (px->cfg.manifest_path != NULL) {
         cf_manifest *m = NULL;
-        CF_GUARD_MSG(cf_manifest_load(px->cfg.manifest_path, &m), "--manifest");
+        if (cf_is_error(cf_manifest_load(px->cfg.manifest_path, &m))) {
+            return config_error("--manifest");
+        }
         memcpy(px->pinned, m->sha256, 32);
         cf_manifest_free(m);
     } else {

@@ -94,8 +94,12 @@ cf_http_body_action px_relay_body(px_request *r, cf_slice data)
     if (cf_is_error(cf_proto_stream_open_feed(r->session, data, &r->out))) {
         cf_error_code code = cf_error_code_last();
         char msg[400];
-        snprintf(msg, sizeof msg, "confide-proxy stopped the stream: an event did not authenticate (%s: %s)",
-                 cf_error_name(code), cf_error_last()->detail);
+        if (code == CF_E_TRUNCATED) {
+            snprintf(msg, sizeof msg, "confide-proxy: the stream is truncated: %s", cf_error_last()->detail);
+        } else {
+            snprintf(msg, sizeof msg, "confide-proxy stopped the stream: an event did not authenticate (%s: %s)",
+                     cf_error_name(code), cf_error_last()->detail);
+        }
         CF_LOG_WARN("stream_decrypt_failed", cf_kv_id("req", cf_http_request_id(r->req)),
                     cf_kv_str("endpoint", r->ep->name), cf_kv_last_error());
         px_count_decrypt_failure(px, code);
@@ -129,9 +133,8 @@ void px_relay_done(px_request *r, cf_http_error err)
     if (cf_is_error(cf_proto_stream_open_finish(r->session))) {
         cf_error_code code = cf_error_code_last();
         char msg[400];
-        snprintf(msg, sizeof msg, "confide-proxy: the stream ended without its authenticated end (%s: %s); the reply "
-                                  "is incomplete",
-                 cf_error_name(code), cf_error_last()->detail);
+        snprintf(msg, sizeof msg, "confide-proxy: the stream is truncated: %s (%s); the reply is incomplete",
+                 cf_error_last()->detail, cf_error_name(code));
         CF_LOG_WARN("stream_truncated", cf_kv_id("req", cf_http_request_id(r->req)), cf_kv_str("endpoint", r->ep->name),
                     cf_kv_last_error());
         px_count_decrypt_failure(px, code);
