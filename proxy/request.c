@@ -306,6 +306,24 @@ static void retry(px_request *r, bool new_key)
     }
 }
 
+/* Cut a UTF-8 string (valid before the cut) back to a character boundary. */
+static void utf8_trim_partial(char *s)
+{
+    size_t n = strlen(s);
+    size_t i = n;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+    }
+    if (i == 0) {
+        return;
+    }
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (n - (i - 1) < need) {
+        s[i - 1] = '\0';
+    }
+}
+
 /* A plaintext (unauthenticated) non-2xx reply. */
 static void plaintext_reply(px_request *r)
 {
@@ -336,6 +354,7 @@ static void plaintext_reply(px_request *r)
     char message[1200];
     if (msg != NULL) {
         snprintf(message, sizeof message, PX_UNAUTH_PREFIX "%.1024s", msg);
+        utf8_trim_partial(message);
     } else {
         snprintf(message, sizeof message, PX_UNAUTH_PREFIX "HTTP %ld with a %s body of %zu bytes", r->status,
                  j != NULL ? "JSON" : "non-JSON", r->reply.len);

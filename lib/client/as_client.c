@@ -48,6 +48,17 @@ static cf_http_body_action op_body(cf_http_call *call, cf_slice data, void *arg)
     return cf_is_ok(cf_buf_append_slice(&op->body, data)) ? CF_HTTP_BODY_CONTINUE : CF_HTTP_BODY_ABORT;
 }
 
+/* Copy untrusted text for an error detail: printable ASCII only, cut. */
+static void printable(const char *in, char *out, size_t outsize)
+{
+    size_t j = 0;
+    for (size_t i = 0; in != NULL && in[i] != '\0' && j + 1 < outsize; i++) {
+        unsigned char c = (unsigned char)in[i];
+        out[j++] = (c >= 0x20 && c < 0x7F) ? (char)c : '?';
+    }
+    out[j] = '\0';
+}
+
 /* Record why an answer is not a success: transport error or non-200. */
 static cf_result answer_error(cf_http_error err, long status, cf_slice body)
 {
@@ -76,8 +87,10 @@ static cf_result answer_error(cf_http_error err, long status, cf_slice body)
             c = parsed;
         }
     }
-    cf_error_setf(c, __FILE__, __LINE__, "AS answered HTTP %ld: %.40s: %.160s", status, code ? code : "(no code)",
-                  msg ? msg : "(no message)");
+    char code_text[41], msg_text[161];
+    printable(code ? code : "(no code)", code_text, sizeof code_text);
+    printable(msg ? msg : "(no message)", msg_text, sizeof msg_text);
+    cf_error_setf(c, __FILE__, __LINE__, "AS answered HTTP %ld: %s: %s", status, code_text, msg_text);
     json_decref(j);
     return CF_ERROR;
 }
