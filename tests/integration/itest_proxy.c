@@ -41,6 +41,7 @@
 #include "confide/http_server.h"
 #include "confide/json.h"
 #include "confide/log.h"
+#include "confide/manifest.h"
 #include "confide/protocol.h"
 #include "confide/sim.h"
 #include "confide/sse.h"
@@ -130,7 +131,10 @@ static void start_proc(proc_t *p, const char *log, const char *const *argv, cons
     if (p->pid == 0) {
         FILE *f = freopen(p->log, "w", stderr);
         (void)f;
-        execv(argv[0], (char *const *)(uintptr_t)argv);
+        if (dup2(fileno(stderr), STDOUT_FILENO) < 0) {
+            _exit(127);
+        }
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
         _exit(127);
     }
     for (int i = 0; i < MAX_PROCS; i++) {
@@ -143,8 +147,7 @@ static void start_proc(proc_t *p, const char *log, const char *const *argv, cons
     char *text = read_log(p);
     const char *ev = strstr(text, started_event);
     const char *port = ev ? strstr(ev, " port=") : NULL;
-    assert_non_null(port);
-    p->port = atoi(port + 6);
+    p->port = port ? atoi(port + 6) : 0;
     free(text);
 }
 
@@ -1418,6 +1421,212 @@ static void test_sigterm_deletes_keys(void **state)
     assert_true(log_has(&e->proxy, "event=proxy_stopped"));
 }
 
+
+/* ---- the real chain: proxy -> confide-worker -> inference server ---------------------------- */
+
+/* The real confide-worker (branch `worker`) in front of the fault-injection
+ * backend (tests/fake-backend, node) on a UNIX socket, with the real AS.
+ * Runs when the worker binary exists ($CONFIDE_WORKER_BIN or
+ * $CONFIDE_BUILD/bin/confide-worker); otherwise every test of this group
+ * reports SKIPPED loudly. */
+typedef struct chain {
+    char *tmp;
+    char sim_dir[512];
+    char manifest[512];
+    char socket[512];
+    proc_t as, backend, worker, proxy;
+} chain_t;
+
+static const char *worker_bin(void)
+{
+    static char path[600];
+    const char *env = getenv("CONFIDE_WORKER_BIN");
+    snprintf(path, sizeof path, "%s", env && env[0] ? env : "");
+    if (path[0] == '\0') {
+        snprintf(path, sizeof path, "%s/bin/confide-worker", build_dir());
+    }
+    return access(path, X_OK) == 0 ? path : NULL;
+}
+
+static int chain_setup(void **state)
+{
+    *state = NULL;
+    const char *wbin = worker_bin();
+    if (wbin == NULL || access("tests/fake-backend/server.mjs", R_OK) != 0) {
+        fprintf(stderr, "\n*** itest_proxy: confide-worker or the fake backend is missing: the real-chain tests are "
+                        "SKIPPED (set CONFIDE_WORKER_BIN) ***\n\n");
+        return 0;
+    }
+    chain_t *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->tmp = cf_test_tmpdir();
+    snprintf(c->sim_dir, sizeof c->sim_dir, "%s/sim", c->tmp);
+    snprintf(c->manifest, sizeof c->manifest, "%s/manifest.json", c->tmp);
+    snprintf(c->socket, sizeof c->socket, "%s/backend.sock", c->tmp);
+    cf_sim_init_options opt = {.svn = 1, .now = (int64_t)time(NULL)};
+    assert_cf_ok(cf_sim_init(c->sim_dir, &opt));
+    char as_bin[600], log[600];
+    snprintf(as_bin, sizeof as_bin, "%s/bin/confide-as", build_dir());
+    const char *models[] = {"fake-model"};
+    cf_manifest_sim_params mp = {.sim_dir = c->sim_dir, .as_binary = as_bin, .worker_binary = wbin, .models = models,
+                                 .model_count = 1, .ttl_min_s = 1, .ttl_max_s = 3600, .name = "itest chain"};
+    cf_buf text;
+    cf_buf_init(&text, 0);
+    assert_cf_ok(cf_manifest_build_sim(&mp, &text));
+    assert_cf_ok(cf_buf_append_u8(&text, 0));
+    write_file(c->manifest, (const char *)text.data);
+    cf_buf_free(&text);
+
+    snprintf(log, sizeof log, "%s/as.log", c->tmp);
+    const char *as_argv[] = {as_bin, "--platform", "sim", "--sim-dir", c->sim_dir, "--manifest", c->manifest,
+                             "--port", "0", NULL};
+    start_proc(&c->as, log, as_argv, "event=as_started");
+    snprintf(log, sizeof log, "%s/backend.log", c->tmp);
+    const char *be_argv[] = {"node", "tests/fake-backend/server.mjs", "--socket", c->socket, NULL};
+    start_proc(&c->backend, log, be_argv, "fake-backend listening");
+    char as_url[64];
+    snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", c->as.port);
+    snprintf(log, sizeof log, "%s/worker.log", c->tmp);
+    const char *w_argv[] = {wbin, "--platform", "sim", "--sim-dir", c->sim_dir, "--manifest", c->manifest,
+                            "--as-url", as_url, "--as-allow-http", "--backend-socket", c->socket, "--port", "0", NULL};
+    start_proc(&c->worker, log, w_argv, "event=worker_started");
+    wait_log(&c->worker, "event=key_stream_ready", 10000);
+    char bin[600], upstream[64];
+    snprintf(bin, sizeof bin, "%s/bin/confide-proxy", build_dir());
+    snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", c->worker.port);
+    snprintf(log, sizeof log, "%s/proxy.log", c->tmp);
+    const char *p_argv[] = {bin, "--as", as_url, "--manifest", c->manifest, "--upstream", upstream, "--port", "0",
+                            "--allow-plain-http", NULL};
+    start_proc(&c->proxy, log, p_argv, "event=proxy_started");
+    wait_log(&c->proxy, "event=key_uploaded", 10000);
+    *state = c;
+    return 0;
+}
+
+static int chain_teardown(void **state)
+{
+    chain_t *c = *state;
+    if (c != NULL) {
+        stop_proc(&c->proxy);
+        stop_proc(&c->worker);
+        stop_proc(&c->as);
+        kill(c->backend.pid, SIGTERM);
+        waitpid(c->backend.pid, NULL, 0);
+        for (int i = 0; i < MAX_PROCS; i++) {
+            if (g_pids[i] == c->backend.pid) {
+                g_pids[i] = 0;
+            }
+        }
+        if (getenv("CONFIDE_KEEP_TMP") == NULL) {
+            cf_test_rmrf(c->tmp);
+        }
+        free(c->tmp);
+        free(c);
+    }
+    kill_all();
+    return 0;
+}
+
+#define CHAIN_OR_SKIP(c)                                                                                              \
+    chain_t *c = *state;                                                                                              \
+    if (c == NULL) {                                                                                                  \
+        skip();                                                                                                       \
+    }
+
+/* The concatenated delta contents of an SSE body. */
+static void stream_content(const resp_t *r, char *out, size_t len)
+{
+    out[0] = '\0';
+    const char *p = (const char *)r->body.data, *end = p + r->body.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (ll > 6 && strncmp(p, "data: {", 7) == 0) {
+            json_t *j = json_loadb(p + 6, ll - 6, 0, NULL);
+            const char *t = json_string_value(
+                json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta"), "content"));
+            if (t != NULL) {
+                strncat(out, t, len - strlen(out) - 1);
+            }
+            json_decref(j);
+        }
+        p += ll + 1;
+    }
+}
+
+static void test_chain_chat(void **state)
+{
+    CHAIN_OR_SKIP(c);
+    resp_t r;
+    http(c->proxy.port, "POST", "/v1/chat/completions",
+         "{\"model\":\"fake-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello " PROMPT "\"}]}", NULL, &r);
+    if (r.status != 200) {
+        fail_msg("chain chat: %ld %.*s", r.status, (int)r.body.len, (const char *)r.body.data);
+    }
+    assert_true(body_has(&r, "\"content\":\"echo: hello " PROMPT "\""));
+    cf_buf_free(&r.body);
+    http(c->proxy.port, "POST", "/v1/chat/completions",
+         "{\"model\":\"fake-model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello " PROMPT "\"}]}",
+         NULL, &r);
+    assert_int_equal(r.status, 200);
+    char content[512];
+    stream_content(&r, content, sizeof content);
+    assert_string_equal(content, "echo: hello " PROMPT);
+    assert_true(r.body.len > 16 && memcmp(r.body.data + r.body.len - 16, "\n\ndata: [DONE]\n\n", 16) == 0);
+    assert_false(body_has(&r, "confide"));
+    cf_buf_free(&r.body);
+    /* Neither daemon logs the prompt or the reply. */
+    assert_false(log_has(&c->proxy, PROMPT));
+    assert_false(log_has(&c->worker, PROMPT));
+    assert_false(log_has(&c->as, PROMPT));
+}
+
+static void test_chain_embeddings_models(void **state)
+{
+    CHAIN_OR_SKIP(c);
+    resp_t r;
+    http(c->proxy.port, "POST", "/v1/embeddings", "{\"model\":\"fake-model\",\"input\":\"" PROMPT "\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "\"object\":\"embedding\""));
+    cf_buf_free(&r.body);
+    http(c->proxy.port, "GET", "/v1/models", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, "\"id\":\"fake-model\""));
+    cf_buf_free(&r.body);
+}
+
+static void test_chain_stream_as_it_arrives(void **state)
+{
+    CHAIN_OR_SKIP(c);
+    resp_t r;
+    http(c->proxy.port, "POST", "/v1/chat/completions",
+         "{\"model\":\"fake-model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
+         "\"[[fake:slow tokens=4 delay=150]]\"}]}",
+         NULL, &r);
+    assert_int_equal(r.status, 200);
+    char content[512];
+    stream_content(&r, content, sizeof content);
+    assert_non_null(strstr(content, "tok3"));
+    assert_true(body_has(&r, "data: [DONE]"));
+    /* ~600 ms of generation: the first event reached the app long before. */
+    assert_true(r.total_s - r.first_byte_s > 0.3);
+    cf_buf_free(&r.body);
+}
+
+static void test_chain_backend_cut(void **state)
+{
+    CHAIN_OR_SKIP(c);
+    resp_t r;
+    http(c->proxy.port, "POST", "/v1/chat/completions",
+         "{\"model\":\"fake-model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
+         "\"[[fake:cut events=2]] hi\"}]}",
+         NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_false(body_has(&r, "data: [DONE]"));
+    assert_true(body_has(&r, "\"code\":\"truncated\""));
+    cf_buf_free(&r.body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1446,5 +1655,13 @@ int main(void)
         cmocka_unit_test(test_confide_attest),
         cmocka_unit_test(test_sigterm_deletes_keys),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest chain_tests[] = {
+        cmocka_unit_test(test_chain_chat),
+        cmocka_unit_test(test_chain_embeddings_models),
+        cmocka_unit_test(test_chain_stream_as_it_arrives),
+        cmocka_unit_test(test_chain_backend_cut),
+    };
+    int failed = cmocka_run_group_tests_name("proxy", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("chain", chain_tests, chain_setup, chain_teardown);
+    return failed;
 }
