@@ -347,6 +347,12 @@ int main(int argc, char **argv)
         rc = cf_error_code_last() == CF_E_CONFIG ? 2 : 1;
         goto out;
     }
+    if (strcmp(px->cfg.host, "127.0.0.1") != 0 && strcmp(px->cfg.host, "::1") != 0 &&
+        strcmp(px->cfg.host, "localhost") != 0) {
+        CF_LOG_WARN("listening_beyond_loopback", cf_kv_str("host", px->cfg.host),
+                    cf_kv_str("hint", "apps talk to the proxy in plaintext: anyone who can reach this address can "
+                                      "read their prompts and use the inference key"));
+    }
     CF_LOG_INFO("proxy_started", cf_kv_str("host", px->cfg.host), cf_kv_int("port", cf_http_server_port(px->server)),
                 cf_kv_str("as", px->cfg.as_url), cf_kv_str("upstream", px->upstream_base),
                 cf_kv_str("manifest", px->pinned_hex),

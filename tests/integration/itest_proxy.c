@@ -204,6 +204,10 @@ typedef struct gateway {
     struct event_base *base;
     cf_http_server *server;
     uint16_t port;
+    cf_http_server *tls_server; /* the same gateway over HTTPS */
+    uint16_t tls_port;
+    char tls_cert[600];
+    char tls_key[600];
     char as_url[64];
     /* worker identity at the AS */
     cf_as_identity as_id;
@@ -633,6 +637,22 @@ static void gw_start(gateway_t *g)
     }
     assert_cf_ok(cf_http_server_route(g->server, "POST", "/v1/attest", gw_fake_attest, g));
     g->port = cf_http_server_port(g->server);
+    /* HTTPS: a certificate for 127.0.0.1 from the openssl tool. */
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -days 2 -keyout %s -out %s >/dev/null 2>&1",
+             g->tls_key, g->tls_cert);
+    assert_int_equal(system(cmd), 0);
+    cf_http_server_config tc = {.port = 0, .name = "gateway-tls", .max_body_size = 16 * 1024 * 1024,
+                                .tls_cert_file = g->tls_cert, .tls_key_file = g->tls_key};
+    assert_cf_ok(cf_http_server_new(g->base, &tc, &g->tls_server));
+    for (size_t i = 0; cf_proto_endpoints[i] != NULL; i++) {
+        const cf_proto_endpoint *ep = cf_proto_endpoints[i];
+        assert_cf_ok(cf_http_server_route(g->tls_server, ep->method, ep->path,
+                                          ep->encrypted ? gw_encrypted : gw_models, g));
+    }
+    g->tls_port = cf_http_server_port(g->tls_server);
     assert_cf_ok(cf_hpke_keypair_generate(CF_HPKE_KEM_X25519_SHA256, &g->fake_kp));
     EVP_PKEY *sk = NULL;
     assert_cf_ok(cf_ed25519_keygen(&sk));
@@ -646,6 +666,7 @@ static void gw_stop(gateway_t *g)
     event_base_loopbreak(g->base);
     pthread_join(g->thread, NULL);
     cf_http_server_free(g->server);
+    cf_http_server_free(g->tls_server);
     event_base_free(g->base);
     cf_as_identity_free(&g->as_id);
     cf_hpke_keypair_wipe(&g->kp);
@@ -882,6 +903,8 @@ static int setup(void **state)
     gateway_t *g = &e->gw;
     snprintf(g->as_url, sizeof g->as_url, "http://127.0.0.1:%d", e->as.port);
     snprintf(g->sim_dir, sizeof g->sim_dir, "%s", e->sim_dir);
+    snprintf(g->tls_cert, sizeof g->tls_cert, "%s/gw-cert.pem", e->tmp);
+    snprintf(g->tls_key, sizeof g->tls_key, "%s/gw-key.pem", e->tmp);
     assert_cf_ok(cf_manifest_load(e->manifest, &g->manifest));
     cf_http_client_config cfg = {.allow_plain_http = true};
     assert_cf_ok(cf_as_attest_fetch(&cfg, g->as_url, 5000, g->manifest->sha256, (int64_t)time(NULL), &g->as_id));
@@ -1222,6 +1245,41 @@ static void test_models_health_metrics_help(void **state)
     assert_int_equal(fscanf(p, "%d", &count), 1);
     pclose(p);
     assert_int_equal(count, 6);
+}
+
+/* HTTPS upstream: normal certificate checks, --ca-file trusts the gateway's
+ * certificate; without it the system store does not, and nothing is sent. */
+static void test_https_upstream(void **state)
+{
+    env_t *e = *state;
+    char bin[600], log[600], as_url[64], upstream[64];
+    snprintf(bin, sizeof bin, "%s/bin/confide-proxy", build_dir());
+    snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", e->as.port);
+    snprintf(upstream, sizeof upstream, "https://127.0.0.1:%u", e->gw.tls_port);
+    for (int with_ca = 1; with_ca >= 0; with_ca--) {
+        proc_t p = {0};
+        snprintf(log, sizeof log, "%s/proxy_tls%d.log", e->tmp, with_ca);
+        /* --allow-plain-http only for the AS URL of this test. */
+        const char *argv[] = {bin,      "--as",      as_url,          "--manifest",      e->manifest,
+                              "--upstream", upstream, "--port",        "0",               "--allow-plain-http",
+                              with_ca ? "--ca-file" : NULL, e->gw.tls_cert, NULL};
+        start_proc(&p, log, argv, "event=proxy_started");
+        wait_log(&p, "event=key_uploaded", 10000);
+        int n = gw_requests(&e->gw);
+        resp_t r;
+        http(p.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+        if (with_ca) {
+            assert_int_equal(r.status, 200);
+            assert_true(body_has(&r, REPLY));
+            assert_int_equal(gw_requests(&e->gw), n + 1);
+        } else {
+            expect_error(&r, 502, "upstream_unreachable");
+            assert_true(body_has(&r, "tls_failed"));
+            assert_int_equal(gw_requests(&e->gw), n);
+        }
+        cf_buf_free(&r.body);
+        stop_proc(&p);
+    }
 }
 
 /* A pinned shared salt reaches the inference server on every request. */
@@ -1644,6 +1702,7 @@ int main(void)
         cmocka_unit_test(test_unknown_key_reupload_retry),
         cmocka_unit_test(test_unknown_endpoints_and_bad_bodies),
         cmocka_unit_test(test_models_health_metrics_help),
+        cmocka_unit_test(test_https_upstream),
         cmocka_unit_test(test_shared_cache_salt),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_refuse_other_manifest),
