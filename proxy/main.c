@@ -61,6 +61,8 @@ static cf_flag flags[] = {
      &g_px.cfg.max_error_body, false, 1024, 16 * 1024 * 1024},
     {"max-concurrent", CF_FLAG_INT, "256", "requests (and streams) in flight at once; more get 503",
      &g_px.cfg.max_concurrent, false, 1, 100000},
+    {"max-streams", CF_FLAG_INT, "128", "streamed requests in flight at once; more get 503 too_many_streams",
+     &g_px.cfg.max_streams, false, 1, 100000},
     {"connect-timeout-ms", CF_FLAG_INT, "5000", "TCP+TLS connect timeout to the upstream and the AS",
      &g_px.cfg.connect_timeout_ms, false, 100, 600000},
     {"upstream-timeout-ms", CF_FLAG_INT, "600000", "total time a non-streamed upstream request may take",
@@ -296,6 +298,7 @@ static void on_signal(int signo, void *arg)
         return;
     }
     px->exiting = true;
+    px->shutting_down = true; /* no new provisioning during the grace period */
     CF_LOG_INFO("shutdown_started", cf_kv_int("signal", signo), cf_kv_uint("active", cf_http_server_active(px->server)));
     cf_http_server_shutdown(px->server, (unsigned)px->cfg.shutdown_grace_ms, on_server_done, px);
 }

@@ -65,6 +65,7 @@ typedef struct px_config {
     int64_t max_response_body;
     int64_t max_error_body;
     int64_t max_concurrent;
+    int64_t max_streams;
     int64_t connect_timeout_ms;
     int64_t upstream_timeout_ms;
     int64_t idle_timeout_ms;
@@ -185,6 +186,7 @@ typedef struct px_state {
     char last_error[320];
     size_t deletes_in_flight;
 
+    size_t stream_requests; /* requests with "stream": true in flight */
     char shared_salt[64]; /* --shared-cache-salt / --cache-salt value ("" = per request) */
     px_metrics m;
 } px_state;
@@ -210,6 +212,7 @@ typedef struct px_request {
     char model[CF_MODEL_NAME_MAX + 1];
     bool has_model;
     bool streaming_request; /* "stream": true */
+    bool stream_slot;       /* counted in px->stream_requests */
     char *authorization;    /* header value sent upstream (wiped) */
     cf_proto_session *session;
     cf_http_call *call;

@@ -57,6 +57,9 @@ void px_request_done(px_request *r, px_outcome outcome)
     if (r->stream_counted) {
         cf_metric_gauge_add(px->m.streams_active, -1);
     }
+    if (r->stream_slot) {
+        px->stream_requests--;
+    }
     if (outcome != PX_OK) {
         CF_LOG_INFO("request_finished", cf_kv_id("req", r->id),
                     cf_kv_str("endpoint", r->ep->name), cf_kv_str("outcome", px_outcome_name(outcome)),
@@ -590,6 +593,16 @@ static void handle_encrypted(cf_http_request *req, void *arg)
         describe_last(msg, sizeof msg, "confide-proxy: request body");
         px_request_fail(r, 400, "invalid_request_error", cf_error_name(cf_error_code_last()), msg, PX_BAD_REQUEST);
         return;
+    }
+    if (r->streaming_request) {
+        if (px->stream_requests >= (size_t)px->cfg.max_streams) {
+            px_request_fail(r, 503, "server_error", "too_many_streams",
+                            "confide-proxy: too many streamed requests in flight (--max-streams); retry later",
+                            PX_NOT_READY);
+            return;
+        }
+        px->stream_requests++;
+        r->stream_slot = true;
     }
     cf_http_request_on_close(req, px_request_abandon, r);
     px_keys_acquire(px, &r->waiter);

@@ -1282,6 +1282,49 @@ static void test_https_upstream(void **state)
     }
 }
 
+typedef struct bg_request {
+    int port;
+    resp_t r;
+} bg_request;
+
+static void *bg_stream(void *arg)
+{
+    bg_request *b = arg;
+    http(b->port, "POST", "/v1/chat/completions", stream_body, NULL, &b->r);
+    return NULL;
+}
+
+/* --max-streams: a second stream while one runs is refused, nothing sent. */
+static void test_max_streams(void **state)
+{
+    env_t *e = *state;
+    proc_t p = {0};
+    static const char *const extra[] = {"--max-streams", "1", NULL};
+    start_proxy(e, &p, "proxy_streams", e->as.port, "--manifest", e->manifest, extra);
+    wait_log(&p, "event=key_uploaded", 10000);
+    gw_set_fault(&e->gw, F_SLOW_STREAM);
+    int n = gw_requests(&e->gw);
+    bg_request bg = {.port = p.port};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_stream, &bg), 0);
+    for (int i = 0; i < 100 && gw_requests(&e->gw) == n; i++) {
+        usleep(5000);
+    }
+    resp_t r;
+    http(p.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    expect_error(&r, 503, "too_many_streams");
+    cf_buf_free(&r.body);
+    http(p.port, "POST", "/v1/chat/completions", chat_body, NULL, &r); /* not a stream: fine */
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    pthread_join(t, NULL);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(bg.r.status, 200);
+    assert_true(body_has(&bg.r, "data: [DONE]"));
+    cf_buf_free(&bg.r.body);
+    stop_proc(&p);
+}
+
 /* A pinned shared salt reaches the inference server on every request. */
 static void test_shared_cache_salt(void **state)
 {
@@ -1703,6 +1746,7 @@ int main(void)
         cmocka_unit_test(test_unknown_endpoints_and_bad_bodies),
         cmocka_unit_test(test_models_health_metrics_help),
         cmocka_unit_test(test_https_upstream),
+        cmocka_unit_test(test_max_streams),
         cmocka_unit_test(test_shared_cache_salt),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_refuse_other_manifest),
