@@ -448,20 +448,19 @@ void px_key_unknown(px_state *px, px_key *key)
 
 CF_RESULT px_ready(const px_state *px)
 {
-    if (px->attest_state != PX_ATTEST_VERIFIED) {
-        cf_error_setf(px->attest_state == PX_ATTEST_FAILED ? px->last_code : CF_E_UNAUTHORIZED, __FILE__, __LINE__,
-                      "%s", px->last_error);
-        return CF_ERROR;
+    /* A usable key exists only after a verified attestation and a verified
+     * receipt; it keeps serving until it expires even if a later
+     * re-attestation (rotation) failed. */
+    if (usable_key(px) != NULL) {
+        return CF_OK;
     }
-    if (usable_key(px) == NULL) {
-        if (px->last_error[0] != '\0') {
-            cf_error_setf(px->last_code, __FILE__, __LINE__, "%s", px->last_error);
-        } else {
-            cf_error_setf(CF_E_UNAUTHORIZED, __FILE__, __LINE__, "no inference key confirmed by the AS yet");
-        }
-        return CF_ERROR;
+    if (px->last_error[0] != '\0') {
+        cf_error_setf(px->last_code != CF_E_OK ? px->last_code : CF_E_UNAUTHORIZED, __FILE__, __LINE__, "%s",
+                      px->last_error);
+    } else {
+        cf_error_setf(CF_E_UNAUTHORIZED, __FILE__, __LINE__, "no inference key confirmed by the AS yet");
     }
-    return CF_OK;
+    return CF_ERROR;
 }
 
 static void (*shutdown_done)(px_state *px);

@@ -621,7 +621,7 @@ static void handle_models(cf_http_request *req, void *arg)
         return;
     }
     /* Even the model list waits for a verified AS: nothing leaves before. */
-    if (px->attest_state != PX_ATTEST_VERIFIED) {
+    if (cf_is_error(px_ready(px))) {
         fail_not_ready(r);
         return;
     }
@@ -643,7 +643,10 @@ static void handle_health(cf_http_request *req, void *arg)
     if (cf_is_ok(px_ready(px))) {
         char body[256];
         const px_key *k = px->keys;
-        snprintf(body, sizeof body, "{\"status\":\"ok\",\"attestation\":\"verified\",\"key_expires_in_s\":%lld}",
+        /* Serving; "attestation" tells whether the last re-attestation
+         * (rotation) failed while the current key is still good. */
+        snprintf(body, sizeof body, "{\"status\":\"ok\",\"attestation\":\"%s\",\"key_expires_in_s\":%lld}",
+                 px->attest_state == PX_ATTEST_VERIFIED ? "verified" : "failed",
                  (long long)(k ? k->expires_at - px_now() : 0));
         sent = cf_http_respond(req, 200, "application/json", cf_slice_cstr(body), no_cache);
     } else {
