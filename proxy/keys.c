@@ -223,24 +223,27 @@ static void retire(px_state *px, px_key *key)
 static void on_uploaded(void *arg, cf_result r, const cf_key_receipt *receipt)
 {
     px_state *px = arg;
+    px_key *key = NULL;
     px->op = NULL;
     px->op_uploading = false;
     if (cf_is_error(r)) {
-        cf_wipe(px->pending_k, sizeof px->pending_k);
-        provisioning_failed(px, "key upload", false);
-        return;
+        goto out;
     }
-    px_key *key = calloc(1, sizeof *key);
+    key = calloc(1, sizeof *key);
     if (key == NULL) {
-        cf_wipe(px->pending_k, sizeof px->pending_k);
         cf_error_set(CF_E_NO_MEMORY, "out of memory", __FILE__, __LINE__);
-        provisioning_failed(px, "key upload", false);
-        return;
+        goto out;
     }
     memcpy(key->k, px->pending_k, sizeof key->k);
-    cf_wipe(px->pending_k, sizeof px->pending_k);
     memcpy(key->key_id, receipt->key_id, sizeof key->key_id);
     key->expires_at = receipt->expires_at;
+out:
+    /* K now lives in the key (or nowhere): the pending copy goes. */
+    cf_wipe(px->pending_k, sizeof px->pending_k);
+    if (key == NULL) {
+        provisioning_failed(px, "key upload", false);
+        return;
+    }
     px_key *old = px->keys;
     key->next = old;
     px->keys = key;

@@ -510,10 +510,19 @@ static void fail_not_ready(px_request *r)
     const char *code = px->attest_state == PX_ATTEST_VERIFIED ? "key_unavailable"
                        : px->attest_state == PX_ATTEST_FAILED ? "attestation_failed"
                                                                : "attestation_pending";
-    char msg[512];
+    char msg[512], retry_after[24];
     snprintf(msg, sizeof msg, "confide-proxy sends nothing until the attestation service is verified and holds a key: %s",
              px->last_error[0] ? px->last_error : "provisioning did not complete");
-    px_request_fail(r, 503, "confide_error", code, msg, PX_NOT_READY);
+    /* When the next provisioning attempt is due (clients honour it). */
+    int64_t wait_ms = px->next_attempt_ms - (int64_t)cf_monotonic_ms();
+    snprintf(retry_after, sizeof retry_after, "%lld", (long long)(wait_ms > 1000 ? (wait_ms + 999) / 1000 : 1));
+    const cf_http_header headers[] = {{CF_PROTO_HDR_ERROR, code}, {"Retry-After", retry_after}, {NULL, NULL}};
+    r->status = 503;
+    if (cf_is_error(cf_http_respond_error(r->req, 503, "confide_error", code, msg, headers))) {
+        cf_http_stream_end(r->req);
+    }
+    r->req = NULL;
+    px_request_done(r, PX_NOT_READY);
 }
 
 static void on_key(px_waiter *w, px_key *key)
