@@ -20,7 +20,10 @@
 #define _GNU_SOURCE /* memmem, asprintf */
 #include "test_helper.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
@@ -1439,6 +1442,47 @@ static void test_refuse_forged_report(void **state)
     expect_refused(e, "proxy_forged", e->gw.port, "--manifest", e->manifest, "bad_signature", "signature");
 }
 
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The AS is down at start: the proxy says so, backs off, and recovers by
+ * itself once the AS is up. */
+static void test_as_down_then_up(void **state)
+{
+    env_t *e = *state;
+    int port = free_port();
+    proc_t p = {0}, as = {0};
+    start_proxy(e, &p, "proxy_as_down", port, "--manifest", e->manifest, NULL);
+    wait_log(&p, "err=io_error detail=\"AS unreachable: connect_failed\"", 5000);
+    resp_t r;
+    http(p.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 503, "attestation_failed");
+    assert_true(body_has(&r, "AS unreachable"));
+    cf_buf_free(&r.body);
+    char bin[600], log[600], port_text[16];
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    snprintf(log, sizeof log, "%s/as_late.log", e->tmp);
+    snprintf(port_text, sizeof port_text, "%d", port);
+    const char *argv[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest, "--port",
+                          port_text, NULL};
+    start_proc(&as, log, argv, "event=as_started");
+    wait_log(&p, "event=key_uploaded", 10000);
+    http(p.port, "GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    stop_proc(&p);
+    stop_proc(&as);
+}
+
 /* Bad configurations stop the proxy at once with exit status 2. */
 static void test_refuse_bad_config(void **state)
 {
@@ -1754,6 +1798,7 @@ int main(void)
         cmocka_unit_test(test_refuse_wrong_measurement),
         cmocka_unit_test(test_refuse_other_root),
         cmocka_unit_test(test_refuse_forged_report),
+        cmocka_unit_test(test_as_down_then_up),
         cmocka_unit_test(test_refuse_bad_config),
         cmocka_unit_test(test_confide_attest),
         cmocka_unit_test(test_sigterm_deletes_keys),
