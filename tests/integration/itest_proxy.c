@@ -995,6 +995,19 @@ static void test_chat_roundtrip(void **state)
     cf_buf_free(&r.body);
     last_cache_salt(g, salt2);
     assert_string_not_equal(salt1, salt2); /* per request by default */
+    /* Round trips app -> proxy -> gateway/worker codec -> proxy -> app. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rounds = 100;
+    for (int i = 0; i < rounds; i++) {
+        http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+        assert_int_equal(r.status, 200);
+        cf_buf_free(&r.body);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("chat round trip through the proxy: %.2f ms mean over %d sequential requests\n", s * 1000 / rounds,
+                  rounds);
     /* The proxy's log never holds the prompt or the reply. */
     assert_false(log_has(&e->proxy, PROMPT));
     assert_false(log_has(&e->proxy, REPLY));
@@ -1326,6 +1339,34 @@ static void test_max_streams(void **state)
     assert_true(body_has(&bg.r, "data: [DONE]"));
     cf_buf_free(&bg.r.body);
     stop_proc(&p);
+}
+
+/* SIGTERM while a stream runs: the stream completes, then the keys are
+ * deleted at the AS and the proxy exits 0. */
+static void test_sigterm_lets_stream_finish(void **state)
+{
+    env_t *e = *state;
+    proc_t p = {0};
+    start_proxy(e, &p, "proxy_graceful", e->as.port, "--manifest", e->manifest, NULL);
+    wait_log(&p, "event=key_uploaded", 10000);
+    gw_set_fault(&e->gw, F_SLOW_STREAM);
+    int n = gw_requests(&e->gw);
+    bg_request bg = {.port = p.port};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_stream, &bg), 0);
+    for (int i = 0; i < 200 && gw_requests(&e->gw) == n; i++) {
+        usleep(5000);
+    }
+    kill(p.pid, SIGTERM);
+    pthread_join(t, NULL);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(bg.r.status, 200);
+    assert_true(body_has(&bg.r, REPLY));
+    assert_true(body_has(&bg.r, "data: [DONE]"));
+    cf_buf_free(&bg.r.body);
+    stop_proc(&p); /* already stopping: must exit 0 */
+    assert_true(log_has(&p, "event=shutdown_started"));
+    assert_true(log_has(&p, "event=key_deleted"));
 }
 
 /* A pinned shared salt reaches the inference server on every request. */
@@ -1791,6 +1832,7 @@ int main(void)
         cmocka_unit_test(test_models_health_metrics_help),
         cmocka_unit_test(test_https_upstream),
         cmocka_unit_test(test_max_streams),
+        cmocka_unit_test(test_sigterm_lets_stream_finish),
         cmocka_unit_test(test_shared_cache_salt),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_refuse_other_manifest),
