@@ -17,17 +17,16 @@
 
 static void attest_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: confide attest --as URL (--manifest FILE | --manifest-sha256 HEX) [--at TIME]\n"
-            "                      [--ca-file FILE] [--allow-plain-http] [--timeout-ms N] [--json]\n"
-            "\n"
-            "Ask the attestation service at URL for its attestation with a fresh nonce and\n"
-            "verify it like confide-proxy: evidence up to the platform root, the manifest's\n"
-            "AS policy, report_data binding nonce + both AS keys + manifest hash, and the AS\n"
-            "enforcing exactly the pinned manifest. Prints platform, measurement, TCB,\n"
-            "manifest hash and the SHA-256 fingerprints of the AS keys.\n"
-            "  --at TIME   verification time: Unix seconds or YYYY-MM-DDTHH:MM:SSZ (default now)\n"
-            "Exit status: 0 verified, 1 verification or transport failed, 2 usage.\n");
+    fprintf(f, "usage: confide attest --as URL (--manifest FILE | --manifest-sha256 HEX) [--at TIME]\n"
+               "                      [--ca-file FILE] [--allow-plain-http] [--timeout-ms N] [--json]\n"
+               "\n"
+               "Ask the attestation service at URL for its attestation with a fresh nonce and\n"
+               "verify it like confide-proxy: evidence up to the platform root, the manifest's\n"
+               "AS policy, report_data binding nonce + both AS keys + manifest hash, and the AS\n"
+               "enforcing exactly the pinned manifest. Prints platform, measurement, TCB,\n"
+               "manifest hash and the SHA-256 fingerprints of the AS keys.\n"
+               "  --at TIME   verification time: Unix seconds or YYYY-MM-DDTHH:MM:SSZ (default now)\n"
+               "Exit status: 0 verified, 1 verification or transport failed, 2 usage.\n");
 }
 
 static int parse_at(const char *s, int64_t *out)
@@ -54,11 +53,16 @@ static int cmd_attest(int argc, char **argv)
     bool plain_http = false, as_json = false;
     long timeout_ms = 10000;
     static const struct option longopts[] = {
-        {"as", required_argument, NULL, 'a'},       {"manifest", required_argument, NULL, 'm'},
-        {"manifest-sha256", required_argument, NULL, 's'}, {"at", required_argument, NULL, 't'},
-        {"ca-file", required_argument, NULL, 'c'},  {"allow-plain-http", no_argument, NULL, 'p'},
-        {"timeout-ms", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"as", required_argument, NULL, 'a'},
+        {"manifest", required_argument, NULL, 'm'},
+        {"manifest-sha256", required_argument, NULL, 's'},
+        {"at", required_argument, NULL, 't'},
+        {"ca-file", required_argument, NULL, 'c'},
+        {"allow-plain-http", no_argument, NULL, 'p'},
+        {"timeout-ms", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     optind = 1;
@@ -120,18 +124,18 @@ static int cmd_attest(int argc, char **argv)
     }
     char meas[2 * CF_MEASUREMENT_MAX + 1] = "", hpke_fp[65] = "", sign_fp[65] = "";
     int rc = 0;
-    if (cf_is_error(cf_hex_encode_str(cf_slice_make(id.claims.measurement, id.claims.measurement_len), meas,
-                                      sizeof meas)) ||
+    if (cf_is_error(
+            cf_hex_encode_str(cf_slice_make(id.claims.measurement, id.claims.measurement_len), meas, sizeof meas)) ||
         cf_is_error(cf_as_identity_fingerprints(&id, hpke_fp, sign_fp))) {
         rc = cf_cli_fail("output");
         goto out;
     }
     if (as_json) {
-        json_t *o = json_pack("{s:b,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:O?}", "ok", 1, "as", as_url, "platform",
-                              cf_platform_name(id.platform), "measurement", meas, "tcb", id.claims.tcb, "debug",
-                              id.claims.debug, "manifest_sha256", id.manifest->sha256_hex, "as_hpke_key_sha256",
-                              hpke_fp, "as_signing_key_sha256", sign_fp, "verified_at", (json_int_t)now, "details",
-                              id.claims.details);
+        json_t *o =
+            json_pack("{s:b,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:O?}", "ok", 1, "as", as_url, "platform",
+                      cf_platform_name(id.platform), "measurement", meas, "tcb", id.claims.tcb, "debug",
+                      id.claims.debug, "manifest_sha256", id.manifest->sha256_hex, "as_hpke_key_sha256", hpke_fp,
+                      "as_signing_key_sha256", sign_fp, "verified_at", (json_int_t)now, "details", id.claims.details);
         char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (text == NULL) {
             json_decref(o);

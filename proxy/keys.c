@@ -296,8 +296,8 @@ static void log_attested(px_state *px)
 {
     const cf_as_identity *id = &px->identity;
     char meas[2 * CF_MEASUREMENT_MAX + 1] = "", hpke_fp[65] = "", sign_fp[65] = "";
-    if (cf_is_error(cf_hex_encode_str(cf_slice_make(id->claims.measurement, id->claims.measurement_len), meas,
-                                      sizeof meas)) ||
+    if (cf_is_error(
+            cf_hex_encode_str(cf_slice_make(id->claims.measurement, id->claims.measurement_len), meas, sizeof meas)) ||
         cf_is_error(cf_as_identity_fingerprints(id, hpke_fp, sign_fp))) {
         meas[0] = '\0';
     }
@@ -345,8 +345,8 @@ static void on_attested(void *arg, cf_result r, cf_as_identity *id)
                     cf_kv_int("manifest_max_s", px->identity.manifest->ttl_max_s));
     }
     if (cf_is_error(cf_key_generate(px->pending_k, key_id)) ||
-        cf_is_error(cf_as_upload_start(&px->as_ep, &px->identity, px->pending_k, (uint32_t)ttl, &px->scope,
-                                       on_uploaded, px, &px->op))) {
+        cf_is_error(cf_as_upload_start(&px->as_ep, &px->identity, px->pending_k, (uint32_t)ttl, &px->scope, on_uploaded,
+                                       px, &px->op))) {
         cf_wipe(px->pending_k, sizeof px->pending_k);
         provisioning_failed(px, "key upload", false);
         return;

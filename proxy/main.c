@@ -20,15 +20,14 @@ static cf_flag flags[] = {
      &g_px.cfg.host, false, 0, 0},
     {"port", CF_FLAG_INT, "8080", "TCP port to listen on (0 = any free port, printed at start)", &g_px.cfg.port, false,
      0, 65535},
-    {"as", CF_FLAG_STRING, NULL, "base URL of the attestation service, e.g. https://as.example.com",
-     &g_px.cfg.as_url, true, 0, 0},
+    {"as", CF_FLAG_STRING, NULL, "base URL of the attestation service, e.g. https://as.example.com", &g_px.cfg.as_url,
+     true, 0, 0},
     {"manifest", CF_FLAG_STRING, NULL, "the pinned manifest file (its SHA-256 is what the AS must enforce)",
      &g_px.cfg.manifest_path, false, 0, 0},
     {"manifest-sha256", CF_FLAG_STRING, NULL, "pin the manifest by its SHA-256 (64 hex digits) instead of --manifest",
      &g_px.cfg.manifest_sha256, false, 0, 0},
-    {"upstream", CF_FLAG_STRING, NULL,
-     "base URL of the provider's API gateway; the request path (/v1/...) is appended", &g_px.cfg.upstream, true, 0,
-     0},
+    {"upstream", CF_FLAG_STRING, NULL, "base URL of the provider's API gateway; the request path (/v1/...) is appended",
+     &g_px.cfg.upstream, true, 0, 0},
     {"api-key", CF_FLAG_SECRET, NULL,
      "provider API key sent as Authorization: Bearer when the app sends none (@file reads it from a file)",
      &g_px.cfg.api_key, false, 0, 0},
@@ -110,16 +109,15 @@ static CF_RESULT metrics_init(px_state *px)
         }
         const cf_metric_label l[] = {{"endpoint", ep}, {NULL, NULL}};
         CF_GUARD(cf_metrics_histogram(m->registry, "confide_proxy_upstream_seconds",
-                                      "Time from sending a request upstream to its response headers", l,
-                                      latency_bounds, sizeof latency_bounds / sizeof latency_bounds[0],
-                                      &m->upstream_seconds[e]));
+                                      "Time from sending a request upstream to its response headers", l, latency_bounds,
+                                      sizeof latency_bounds / sizeof latency_bounds[0], &m->upstream_seconds[e]));
     }
-#define PX_REGISTER_DECRYPT(code)                                                                                     \
-    {                                                                                                                 \
-        const cf_metric_label l[] = {{"code", cf_error_name(code)}, {NULL, NULL}};                                   \
-        CF_GUARD(cf_metrics_counter(m->registry, "confide_proxy_decrypt_failures_total",                             \
-                                    "Upstream replies refused because they did not authenticate, by code", l,       \
-                                    &m->decrypt_failures[code]));                                                     \
+#define PX_REGISTER_DECRYPT(code)                                                                                      \
+    {                                                                                                                  \
+        const cf_metric_label l[] = {{"code", cf_error_name(code)}, {NULL, NULL}};                                     \
+        CF_GUARD(cf_metrics_counter(m->registry, "confide_proxy_decrypt_failures_total",                               \
+                                    "Upstream replies refused because they did not authenticate, by code", l,          \
+                                    &m->decrypt_failures[code]));                                                      \
     }
     PX_DECRYPT_CODES(PX_REGISTER_DECRYPT)
 #undef PX_REGISTER_DECRYPT
@@ -202,8 +200,9 @@ static CF_RESULT check_url(const px_state *px, const char *flag, const char *url
         CF_BAIL_FMT(CF_E_CONFIG, "%s: expected an https:// URL", flag);
     }
     if (http && !px->cfg.allow_plain_http) {
-        CF_BAIL_FMT(CF_E_CONFIG, "%s: plain http:// needs --allow-plain-http (the %s would see the API key and "
-                                 "metadata in clear)",
+        CF_BAIL_FMT(CF_E_CONFIG,
+                    "%s: plain http:// needs --allow-plain-http (the %s would see the API key and "
+                    "metadata in clear)",
                     flag, strcmp(flag, "--as") == 0 ? "network" : "network");
     }
     CF_ENSURE_MSG(strpbrk(url, "?#\r\n ") == NULL, CF_E_CONFIG, "URLs must not contain a query, fragment or spaces");
@@ -241,10 +240,11 @@ static CF_RESULT setup(px_state *px)
     CF_ENSURE(px->upstream_base != NULL, CF_E_NO_MEMORY);
     CF_GUARD(parse_models(px));
     if (px->cfg.cache_salt != NULL && px->cfg.cache_salt[0] != '\0') {
-        CF_ENSURE_MSG(strlen(px->cfg.cache_salt) < sizeof px->shared_salt &&
-                          strspn(px->cfg.cache_salt, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") ==
-                              strlen(px->cfg.cache_salt),
-                      CF_E_CONFIG, "--cache-salt: 1..63 characters of A-Z a-z 0-9 - _ .");
+        CF_ENSURE_MSG(
+            strlen(px->cfg.cache_salt) < sizeof px->shared_salt &&
+                strspn(px->cfg.cache_salt, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") ==
+                    strlen(px->cfg.cache_salt),
+            CF_E_CONFIG, "--cache-salt: 1..63 characters of A-Z a-z 0-9 - _ .");
         snprintf(px->shared_salt, sizeof px->shared_salt, "%s", px->cfg.cache_salt);
     } else if (px->cfg.shared_cache_salt) {
         uint8_t raw[32];
@@ -264,7 +264,8 @@ static CF_RESULT setup(px_state *px)
         .max_host_connections = (unsigned)px->cfg.max_concurrent,
     };
     CF_GUARD(cf_http_client_new(px->base, &cc, &px->http));
-    px->as_ep = (cf_as_endpoint){.http = px->http, .base_url = px->cfg.as_url, .timeout_ms = (unsigned)px->cfg.as_timeout_ms};
+    px->as_ep =
+        (cf_as_endpoint){.http = px->http, .base_url = px->cfg.as_url, .timeout_ms = (unsigned)px->cfg.as_timeout_ms};
     cf_http_server_config sc = {
         .host = px->cfg.host,
         .port = (uint16_t)px->cfg.port,
@@ -299,7 +300,8 @@ static void on_signal(int signo, void *arg)
     }
     px->exiting = true;
     px->shutting_down = true; /* no new provisioning during the grace period */
-    CF_LOG_INFO("shutdown_started", cf_kv_int("signal", signo), cf_kv_uint("active", cf_http_server_active(px->server)));
+    CF_LOG_INFO("shutdown_started", cf_kv_int("signal", signo),
+                cf_kv_uint("active", cf_http_server_active(px->server)));
     cf_http_server_shutdown(px->server, (unsigned)px->cfg.shutdown_grace_ms, on_server_done, px);
 }
 

@@ -83,15 +83,15 @@ typedef enum px_attest_state {
 } px_attest_state;
 
 /* Request outcomes counted per endpoint (a fixed set of labels). */
-#define PX_OUTCOMES(X)                                                                                                \
-    X(PX_OK, "ok")                           /* authenticated reply passed (any status) */                        \
-    X(PX_UNAUTH_ERROR, "unauthenticated_error") /* plaintext non-2xx passed, marked */                             \
-    X(PX_DECRYPT_FAILED, "decrypt_failed")   /* reply refused: did not authenticate */                             \
-    X(PX_TRUNCATED, "truncated")             /* stream ended without its final event */                            \
-    X(PX_UPSTREAM_FAILED, "upstream_failed") /* connect, TLS, timeout, reset */                                    \
-    X(PX_NOT_READY, "not_ready")             /* no verified AS / no key: 503 */                                    \
-    X(PX_BAD_REQUEST, "bad_request")         /* the app's body was refused */                                      \
-    X(PX_CLIENT_GONE, "client_gone")         /* the app disconnected */
+#define PX_OUTCOMES(X)                                                                                                 \
+    X(PX_OK, "ok")                              /* authenticated reply passed (any status) */                          \
+    X(PX_UNAUTH_ERROR, "unauthenticated_error") /* plaintext non-2xx passed, marked */                                 \
+    X(PX_DECRYPT_FAILED, "decrypt_failed")      /* reply refused: did not authenticate */                              \
+    X(PX_TRUNCATED, "truncated")                /* stream ended without its final event */                             \
+    X(PX_UPSTREAM_FAILED, "upstream_failed")    /* connect, TLS, timeout, reset */                                     \
+    X(PX_NOT_READY, "not_ready")                /* no verified AS / no key: 503 */                                     \
+    X(PX_BAD_REQUEST, "bad_request")            /* the app's body was refused */                                       \
+    X(PX_CLIENT_GONE, "client_gone")            /* the app disconnected */
 
 typedef enum px_outcome {
 #define PX_X_ENUM(e, s) e,
@@ -103,9 +103,10 @@ typedef enum px_outcome {
 #define PX_ENDPOINT_COUNT 4 /* chat.completions, completions, embeddings, models */
 
 /* Decrypt failure codes counted separately (others count as "other"). */
-#define PX_DECRYPT_CODES(X)                                                                                           \
-    X(CF_E_AUTH_FAILED) X(CF_E_BAD_CIPHERTEXT) X(CF_E_TRUNCATED) X(CF_E_PLAINTEXT_FIELD) X(CF_E_MALFORMED)          \
-        X(CF_E_DUPLICATE_KEY) X(CF_E_UNSUPPORTED_VERSION) X(CF_E_TOO_LARGE) X(CF_E_UNKNOWN_KEY)
+#define PX_DECRYPT_CODES(X)                                                                                            \
+    X(CF_E_AUTH_FAILED)                                                                                                \
+    X(CF_E_BAD_CIPHERTEXT) X(CF_E_TRUNCATED) X(CF_E_PLAINTEXT_FIELD) X(CF_E_MALFORMED) X(CF_E_DUPLICATE_KEY)           \
+        X(CF_E_UNSUPPORTED_VERSION) X(CF_E_TOO_LARGE) X(CF_E_UNKNOWN_KEY)
 
 typedef struct px_metrics {
     cf_metrics *registry;
@@ -187,17 +188,17 @@ typedef struct px_state {
     size_t deletes_in_flight;
 
     size_t stream_requests; /* requests with "stream": true in flight */
-    char shared_salt[64]; /* --shared-cache-salt / --cache-salt value ("" = per request) */
+    char shared_salt[64];   /* --shared-cache-salt / --cache-salt value ("" = per request) */
     px_metrics m;
 } px_state;
 
 /* One app request, from the handler until the reply to the app ended. */
 typedef enum px_reply_mode {
     PX_MODE_NONE = 0,
-    PX_MODE_ENCRYPTED,  /* encrypted JSON body: collect, then open */
-    PX_MODE_PLAINTEXT,  /* plaintext non-2xx error: collect, then mark */
-    PX_MODE_STREAM,     /* encrypted SSE: decrypt event by event */
-    PX_MODE_PASS,       /* GET /v1/models: passed through */
+    PX_MODE_ENCRYPTED, /* encrypted JSON body: collect, then open */
+    PX_MODE_PLAINTEXT, /* plaintext non-2xx error: collect, then mark */
+    PX_MODE_STREAM,    /* encrypted SSE: decrypt event by event */
+    PX_MODE_PASS,      /* GET /v1/models: passed through */
 } px_reply_mode;
 
 typedef struct px_request {

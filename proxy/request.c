@@ -61,9 +61,8 @@ void px_request_done(px_request *r, px_outcome outcome)
         px->stream_requests--;
     }
     if (outcome != PX_OK) {
-        CF_LOG_INFO("request_finished", cf_kv_id("req", r->id),
-                    cf_kv_str("endpoint", r->ep->name), cf_kv_str("outcome", px_outcome_name(outcome)),
-                    cf_kv_int("status", r->status));
+        CF_LOG_INFO("request_finished", cf_kv_id("req", r->id), cf_kv_str("endpoint", r->ep->name),
+                    cf_kv_str("outcome", px_outcome_name(outcome)), cf_kv_int("status", r->status));
     }
     px_keys_cancel(px, &r->waiter);
     if (r->call != NULL) {
@@ -135,7 +134,8 @@ static CF_RESULT prepare_body(px_request *r, cf_slice body)
                       "the member name 'confide' is reserved for the protocol");
     const cf_json_member *m = cf_json_object_get(&obj, cf_slice_cstr("model"));
     if (m != NULL && m->type == CF_JSON_STRING) {
-        if (cf_is_ok(cf_json_string_decode(m->value, &model)) && model.len > 0 && memchr(model.data, 0, model.len) == NULL) {
+        if (cf_is_ok(cf_json_string_decode(m->value, &model)) && model.len > 0 &&
+            memchr(model.data, 0, model.len) == NULL) {
             memcpy(r->model, model.data, model.len);
             r->model[model.len] = '\0';
             r->has_model = true;
@@ -351,7 +351,8 @@ static void plaintext_reply(px_request *r)
     }
     /* Only a short, printable code is passed on as a code. */
     char code_buf[48] = "upstream_error";
-    if (code != NULL && strlen(code) < sizeof code_buf && strspn(code, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(code) && code[0]) {
+    if (code != NULL && strlen(code) < sizeof code_buf &&
+        strspn(code, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(code) && code[0]) {
         snprintf(code_buf, sizeof code_buf, "%s", code);
     }
     char message[1200];
@@ -402,9 +403,9 @@ static void encrypted_reply(px_request *r)
 static void upstream_failed(px_request *r, cf_http_error err)
 {
     int status = err == CF_HTTP_ERR_TIMEOUT ? 504 : 502;
-    const char *code = err == CF_HTTP_ERR_TIMEOUT          ? "upstream_timeout"
+    const char *code = err == CF_HTTP_ERR_TIMEOUT                                   ? "upstream_timeout"
                        : err == CF_HTTP_ERR_TOO_LARGE || err == CF_HTTP_ERR_ABORTED ? "too_large"
-                                                                                   : "upstream_unreachable";
+                                                                                    : "upstream_unreachable";
     char msg[200];
     snprintf(msg, sizeof msg, "confide-proxy: the upstream request failed: %s", cf_http_error_name(err));
     CF_LOG_WARN("upstream_failed", cf_kv_id("req", cf_http_request_id(r->req)), cf_kv_str("endpoint", r->ep->name),
@@ -509,9 +510,10 @@ static void fail_not_ready(px_request *r)
     px_state *px = r->px;
     const char *code = px->attest_state == PX_ATTEST_VERIFIED ? "key_unavailable"
                        : px->attest_state == PX_ATTEST_FAILED ? "attestation_failed"
-                                                               : "attestation_pending";
+                                                              : "attestation_pending";
     char msg[512], retry_after[24];
-    snprintf(msg, sizeof msg, "confide-proxy sends nothing until the attestation service is verified and holds a key: %s",
+    snprintf(msg, sizeof msg,
+             "confide-proxy sends nothing until the attestation service is verified and holds a key: %s",
              px->last_error[0] ? px->last_error : "provisioning did not complete");
     /* When the next provisioning attempt is due (clients honour it). */
     int64_t wait_ms = px->next_attempt_ms - (int64_t)cf_monotonic_ms();
@@ -661,7 +663,7 @@ static void handle_health(cf_http_request *req, void *arg)
     } else {
         const char *code = px->attest_state == PX_ATTEST_VERIFIED ? "key_unavailable"
                            : px->attest_state == PX_ATTEST_FAILED ? "attestation_failed"
-                                                                   : "attestation_pending";
+                                                                  : "attestation_pending";
         sent = cf_http_respond_error(req, 503, "confide_error", code, px->last_error, no_cache);
     }
     if (cf_is_error(sent)) {
@@ -673,8 +675,8 @@ CF_RESULT px_routes_add(px_state *px)
 {
     for (size_t i = 0; cf_proto_endpoints[i] != NULL; i++) {
         const cf_proto_endpoint *ep = cf_proto_endpoints[i];
-        CF_GUARD(cf_http_server_route(px->server, ep->method, ep->path, ep->encrypted ? handle_encrypted : handle_models,
-                                      px));
+        CF_GUARD(cf_http_server_route(px->server, ep->method, ep->path,
+                                      ep->encrypted ? handle_encrypted : handle_models, px));
     }
     CF_GUARD(cf_http_server_route(px->server, "GET", "/healthz", handle_health, px));
     CF_GUARD(cf_http_server_add_metrics(px->server, px->m.registry));

@@ -234,10 +234,12 @@ typedef struct gateway {
 } gateway_t;
 
 static const char *const stream_events[] = {
-    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}",
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]"
+    "}",
     "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" REPLY
     "\"}}]}",
-    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" tail\"}}]}",
+    "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" "
+    "tail\"}}]}",
     "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
     "\"stop\"}]}",
     NULL,
@@ -247,8 +249,9 @@ static const char chat_reply[] =
     "{\"id\":\"chatcmpl-test\",\"object\":\"chat.completion\",\"model\":\"model-a\",\"choices\":[{\"index\":0,"
     "\"message\":{\"role\":\"assistant\",\"content\":\"" REPLY "\"},\"finish_reason\":\"stop\"}],"
     "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}";
-static const char embed_reply[] = "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":"
-                                  "[0.25,-0.5]}],\"model\":\"model-a\",\"usage\":{\"prompt_tokens\":2,\"total_tokens\":2}}";
+static const char embed_reply[] =
+    "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":"
+    "[0.25,-0.5]}],\"model\":\"model-a\",\"usage\":{\"prompt_tokens\":2,\"total_tokens\":2}}";
 
 /* The SSE text the inference server "produced" (what the app must get). */
 static void plain_stream(cf_buf *out)
@@ -281,13 +284,13 @@ static CF_RESULT gw_lookup(void *ctx, const char *key_id, uint8_t secret[CF_PROT
     const cf_http_header headers[] = {{"Authorization", auth}, {"Content-Type", "application/json"}, {NULL, NULL}};
     CF_GUARD_OUT(cf_key_fetch_build(key_id, &req));
     cf_http_client_config cfg = {.allow_plain_http = true};
-    cf_http_call_opts o = {.method = "POST", .url = url, .headers = headers, .body = cf_buf_slice(&req),
-                           .total_timeout_ms = 5000};
+    cf_http_call_opts o = {
+        .method = "POST", .url = url, .headers = headers, .body = cf_buf_slice(&req), .total_timeout_ms = 5000};
     long status = 0;
     CF_GUARD_OUT(cf_http_fetch(&cfg, &o, &status, &body));
     CF_ENSURE_MSG_OUT(status == 200, CF_E_UNKNOWN_KEY, "the AS has no such key for this worker");
-    CF_GUARD_OUT(cf_key_event_open(g->as_id.signing_key, g->grant.worker_id, &g->kp, "key", cf_buf_slice(&body), 0,
-                                   &ev));
+    CF_GUARD_OUT(
+        cf_key_event_open(g->as_id.signing_key, g->grant.worker_id, &g->kp, "key", cf_buf_slice(&body), 0, &ev));
     gw_key *slot = &g->keys[g->key_next++ % 16];
     memcpy(slot->key_id, ev.key_id, sizeof slot->key_id);
     memcpy(slot->k, ev.k, sizeof slot->k);
@@ -500,7 +503,8 @@ static void gw_encrypted(cf_http_request *req, void *arg)
         return;
     }
     if (fault == F_PLAINTEXT_500) {
-        static const cf_http_header h[] = {{CF_PROTO_HDR_PLAINTEXT, "1"}, {CF_PROTO_HDR_ERROR, "server_error"}, {NULL, NULL}};
+        static const cf_http_header h[] = {
+            {CF_PROTO_HDR_PLAINTEXT, "1"}, {CF_PROTO_HDR_ERROR, "server_error"}, {NULL, NULL}};
         gw_respond(req, 500, "application/json",
                    cf_slice_cstr("{\"error\":{\"message\":\"backend exploded\",\"type\":\"server_error\","
                                  "\"code\":\"server_error\"}}"),
@@ -523,8 +527,8 @@ static void gw_encrypted(cf_http_request *req, void *arg)
     pthread_mutex_unlock(&g->mu);
     cf_json_type st = CF_JSON_NULL;
     cf_slice sv;
-    bool stream = cf_is_ok(cf_json_lookup(cf_buf_slice(&plain), NULL, cf_slice_cstr("stream"), &sv, &st)) &&
-                  st == CF_JSON_TRUE;
+    bool stream =
+        cf_is_ok(cf_json_lookup(cf_buf_slice(&plain), NULL, cf_slice_cstr("stream"), &sv, &st)) && st == CF_JSON_TRUE;
     if (stream) {
         gw_stream(g, req, session, fault);
     } else {
@@ -568,10 +572,9 @@ static void gw_fake_attest(cf_http_request *req, void *arg)
                                    p.report_data));
     assert_cf_ok(cf_sim_sign_report(g->sim_dir, &p, &ev, &col));
     ev.data[0xA0 + 3] ^= 0x01; /* signature r */
-    assert_cf_ok(cf_as_attest_response_build(CF_PLATFORM_SIM, cf_buf_slice(&ev), cf_buf_slice(&col),
-                                             cf_hpke_keypair_public(&g->fake_kp),
-                                             cf_slice_make(g->fake_sign_pub, sizeof g->fake_sign_pub),
-                                             cf_buf_slice(&g->manifest->bytes), &body));
+    assert_cf_ok(cf_as_attest_response_build(
+        CF_PLATFORM_SIM, cf_buf_slice(&ev), cf_buf_slice(&col), cf_hpke_keypair_public(&g->fake_kp),
+        cf_slice_make(g->fake_sign_pub, sizeof g->fake_sign_pub), cf_buf_slice(&g->manifest->bytes), &body));
     gw_respond(req, 200, "application/json", cf_buf_slice(&body), NULL);
     cf_buf_free(&ev);
     cf_buf_free(&col);
@@ -611,8 +614,8 @@ static void gw_join(gateway_t *g)
                                                 cf_buf_slice(&ev), cf_buf_slice(&col), &req));
     snprintf(url, sizeof url, "%s/v1/workers/attest", g->as_url);
     static const cf_http_header h[] = {{"Content-Type", "application/json"}, {NULL, NULL}};
-    o = (cf_http_call_opts){.method = "POST", .url = url, .headers = h, .body = cf_buf_slice(&req),
-                            .total_timeout_ms = 5000};
+    o = (cf_http_call_opts){
+        .method = "POST", .url = url, .headers = h, .body = cf_buf_slice(&req), .total_timeout_ms = 5000};
     cf_buf_reset(&body);
     assert_cf_ok(cf_http_fetch(&cfg, &o, &status, &body));
     if (status != 200) {
@@ -636,7 +639,8 @@ static void gw_start(gateway_t *g)
     assert_cf_ok(cf_http_server_new(g->base, &sc, &g->server));
     for (size_t i = 0; cf_proto_endpoints[i] != NULL; i++) {
         const cf_proto_endpoint *ep = cf_proto_endpoints[i];
-        assert_cf_ok(cf_http_server_route(g->server, ep->method, ep->path, ep->encrypted ? gw_encrypted : gw_models, g));
+        assert_cf_ok(
+            cf_http_server_route(g->server, ep->method, ep->path, ep->encrypted ? gw_encrypted : gw_models, g));
     }
     assert_cf_ok(cf_http_server_route(g->server, "POST", "/v1/attest", gw_fake_attest, g));
     g->port = cf_http_server_port(g->server);
@@ -647,13 +651,16 @@ static void gw_start(gateway_t *g)
              "-addext subjectAltName=IP:127.0.0.1 -days 2 -keyout %s -out %s >/dev/null 2>&1",
              g->tls_key, g->tls_cert);
     assert_int_equal(system(cmd), 0);
-    cf_http_server_config tc = {.port = 0, .name = "gateway-tls", .max_body_size = 16 * 1024 * 1024,
-                                .tls_cert_file = g->tls_cert, .tls_key_file = g->tls_key};
+    cf_http_server_config tc = {.port = 0,
+                                .name = "gateway-tls",
+                                .max_body_size = 16 * 1024 * 1024,
+                                .tls_cert_file = g->tls_cert,
+                                .tls_key_file = g->tls_key};
     assert_cf_ok(cf_http_server_new(g->base, &tc, &g->tls_server));
     for (size_t i = 0; cf_proto_endpoints[i] != NULL; i++) {
         const cf_proto_endpoint *ep = cf_proto_endpoints[i];
-        assert_cf_ok(cf_http_server_route(g->tls_server, ep->method, ep->path,
-                                          ep->encrypted ? gw_encrypted : gw_models, g));
+        assert_cf_ok(
+            cf_http_server_route(g->tls_server, ep->method, ep->path, ep->encrypted ? gw_encrypted : gw_models, g));
     }
     g->tls_port = cf_http_server_port(g->tls_server);
     assert_cf_ok(cf_hpke_keypair_generate(CF_HPKE_KEM_X25519_SHA256, &g->fake_kp));
@@ -784,7 +791,8 @@ static const char *json_error_field(const resp_t *r, const char *field)
 static void expect_error(resp_t *r, long status, const char *code)
 {
     if (r->status != status || strcmp(json_error_field(r, "code"), code) != 0) {
-        fail_msg("expected %ld %s, got %ld %.*s", status, code, r->status, (int)r->body.len, (const char *)r->body.data);
+        fail_msg("expected %ld %s, got %ld %.*s", status, code, r->status, (int)r->body.len,
+                 (const char *)r->body.data);
     }
 }
 
@@ -838,8 +846,9 @@ static void start_as(env_t *e, proc_t *p, const char *name, const char *sim_dir,
     char bin[600], log[600];
     snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
     snprintf(log, sizeof log, "%s/%s.log", e->tmp, name);
-    const char *argv[] = {bin, "--platform", "sim", "--sim-dir", sim_dir, "--manifest", manifest, "--port", "0",
-                          self_check ? NULL : "--self-check=false", NULL};
+    const char *argv[] = {bin,          "--platform", "sim",    "--sim-dir", sim_dir,
+                          "--manifest", manifest,     "--port", "0",         self_check ? NULL : "--self-check=false",
+                          NULL};
     start_proc(p, log, argv, "event=as_started");
 }
 
@@ -852,8 +861,8 @@ static void start_proxy(env_t *e, proc_t *p, const char *name, int as_port, cons
     snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", as_port);
     snprintf(upstream, sizeof upstream, "http://127.0.0.1:%u/", e->gw.port);
     snprintf(key, sizeof key, "@%s", e->api_key_file);
-    const char *argv[40] = {bin,        "--as",     as_url, manifest_flag, manifest_value, "--upstream", upstream,
-                            "--port",   "0",        "--allow-plain-http", "--api-key", key};
+    const char *argv[40] = {bin,      "--as",   as_url, manifest_flag,        manifest_value, "--upstream",
+                            upstream, "--port", "0",    "--allow-plain-http", "--api-key",    key};
     size_t n = 12;
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         argv[n++] = extra[i];
@@ -1276,9 +1285,19 @@ static void test_https_upstream(void **state)
         proc_t p = {0};
         snprintf(log, sizeof log, "%s/proxy_tls%d.log", e->tmp, with_ca);
         /* --allow-plain-http only for the AS URL of this test. */
-        const char *argv[] = {bin,      "--as",      as_url,          "--manifest",      e->manifest,
-                              "--upstream", upstream, "--port",        "0",               "--allow-plain-http",
-                              with_ca ? "--ca-file" : NULL, e->gw.tls_cert, NULL};
+        const char *argv[] = {bin,
+                              "--as",
+                              as_url,
+                              "--manifest",
+                              e->manifest,
+                              "--upstream",
+                              upstream,
+                              "--port",
+                              "0",
+                              "--allow-plain-http",
+                              with_ca ? "--ca-file" : NULL,
+                              e->gw.tls_cert,
+                              NULL};
         start_proc(&p, log, argv, "event=proxy_started");
         wait_log(&p, "event=key_uploaded", 10000);
         int n = gw_requests(&e->gw);
@@ -1413,8 +1432,8 @@ static void test_rotation(void **state)
 
 /* The proxy must log the precise reason, answer /healthz and apps with 503
  * and that reason, and send nothing upstream. */
-static void expect_refused(env_t *e, const char *name, int as_port, const char *manifest_flag, const char *manifest_value,
-                           const char *err, const char *detail)
+static void expect_refused(env_t *e, const char *name, int as_port, const char *manifest_flag,
+                           const char *manifest_value, const char *err, const char *detail)
 {
     int n = gw_requests(&e->gw);
     proc_t p = {0};
@@ -1513,8 +1532,8 @@ static void test_as_down_then_up(void **state)
     snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
     snprintf(log, sizeof log, "%s/as_late.log", e->tmp);
     snprintf(port_text, sizeof port_text, "%d", port);
-    const char *argv[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest, "--port",
-                          port_text, NULL};
+    const char *argv[] = {bin,          "--platform", "sim",    "--sim-dir", e->sim_dir,
+                          "--manifest", e->manifest,  "--port", port_text,   NULL};
     start_proc(&as, log, argv, "event=as_started");
     wait_log(&p, "event=key_uploaded", 10000);
     http(p.port, "GET", "/healthz", NULL, NULL, &r);
@@ -1542,8 +1561,7 @@ static void test_refuse_bad_config(void **state)
     assert_int_equal(WEXITSTATUS(status), 2);
     assert_non_null(strstr(out, "--allow-plain-http"));
     snprintf(cmd, sizeof cmd,
-             "%s/bin/confide-proxy --as https://127.0.0.1:1 --upstream https://127.0.0.1:1 --port 0 2>&1",
-             build_dir());
+             "%s/bin/confide-proxy --as https://127.0.0.1:1 --upstream https://127.0.0.1:1 --port 0 2>&1", build_dir());
     p = popen(cmd, "r");
     assert_non_null(p);
     got = fread(out, 1, sizeof out - 1, p);
@@ -1589,10 +1607,11 @@ static void test_confide_attest(void **state)
     assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "\"error\":\"certificate_invalid\""));
     /* --at before the sim certificates were valid. */
-    snprintf(cmd, sizeof cmd,
-             "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http --at 2000-01-01T00:00:00Z "
-             "2>&1",
-             build_dir(), e->as.port, e->manifest);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http --at 2000-01-01T00:00:00Z "
+        "2>&1",
+        build_dir(), e->as.port, e->manifest);
     assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
     snprintf(cmd, sizeof cmd, "%s/bin/confide attest --as http://127.0.0.1:%d 2>&1", build_dir(), e->as.port);
     assert_int_equal(run_cmd(cmd, out, sizeof out), 2);
@@ -1606,7 +1625,6 @@ static void test_sigterm_deletes_keys(void **state)
     assert_true(log_has(&e->proxy, "event=key_deleted"));
     assert_true(log_has(&e->proxy, "event=proxy_stopped"));
 }
-
 
 /* ---- the real chain: proxy -> confide-worker -> inference server ---------------------------- */
 
@@ -1654,8 +1672,14 @@ static int chain_setup(void **state)
     char as_bin[600], log[600];
     snprintf(as_bin, sizeof as_bin, "%s/bin/confide-as", build_dir());
     const char *models[] = {"fake-model"};
-    cf_manifest_sim_params mp = {.sim_dir = c->sim_dir, .as_binary = as_bin, .worker_binary = wbin, .models = models,
-                                 .model_count = 1, .ttl_min_s = 1, .ttl_max_s = 3600, .name = "itest chain"};
+    cf_manifest_sim_params mp = {.sim_dir = c->sim_dir,
+                                 .as_binary = as_bin,
+                                 .worker_binary = wbin,
+                                 .models = models,
+                                 .model_count = 1,
+                                 .ttl_min_s = 1,
+                                 .ttl_max_s = 3600,
+                                 .name = "itest chain"};
     cf_buf text;
     cf_buf_init(&text, 0);
     assert_cf_ok(cf_manifest_build_sim(&mp, &text));
@@ -1664,8 +1688,8 @@ static int chain_setup(void **state)
     cf_buf_free(&text);
 
     snprintf(log, sizeof log, "%s/as.log", c->tmp);
-    const char *as_argv[] = {as_bin, "--platform", "sim", "--sim-dir", c->sim_dir, "--manifest", c->manifest,
-                             "--port", "0", NULL};
+    const char *as_argv[] = {as_bin,       "--platform", "sim",    "--sim-dir", c->sim_dir,
+                             "--manifest", c->manifest,  "--port", "0",         NULL};
     start_proc(&c->as, log, as_argv, "event=as_started");
     snprintf(log, sizeof log, "%s/backend.log", c->tmp);
     const char *be_argv[] = {"node", "tests/fake-backend/server.mjs", "--socket", c->socket, NULL};
@@ -1673,16 +1697,17 @@ static int chain_setup(void **state)
     char as_url[64];
     snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", c->as.port);
     snprintf(log, sizeof log, "%s/worker.log", c->tmp);
-    const char *w_argv[] = {wbin, "--platform", "sim", "--sim-dir", c->sim_dir, "--manifest", c->manifest,
-                            "--as-url", as_url, "--as-allow-http", "--backend-socket", c->socket, "--port", "0", NULL};
+    const char *w_argv[] = {wbin,        "--platform", "sim",  "--sim-dir",       c->sim_dir,         "--manifest",
+                            c->manifest, "--as-url",   as_url, "--as-allow-http", "--backend-socket", c->socket,
+                            "--port",    "0",          NULL};
     start_proc(&c->worker, log, w_argv, "event=worker_started");
     wait_log(&c->worker, "event=key_stream_ready", 10000);
     char bin[600], upstream[64];
     snprintf(bin, sizeof bin, "%s/bin/confide-proxy", build_dir());
     snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", c->worker.port);
     snprintf(log, sizeof log, "%s/proxy.log", c->tmp);
-    const char *p_argv[] = {bin, "--as", as_url, "--manifest", c->manifest, "--upstream", upstream, "--port", "0",
-                            "--allow-plain-http", NULL};
+    const char *p_argv[] = {bin,      "--as",   as_url, "--manifest",         c->manifest, "--upstream",
+                            upstream, "--port", "0",    "--allow-plain-http", NULL};
     start_proc(&c->proxy, log, p_argv, "event=proxy_started");
     wait_log(&c->proxy, "event=key_uploaded", 10000);
     *state = c;
@@ -1713,10 +1738,10 @@ static int chain_teardown(void **state)
     return 0;
 }
 
-#define CHAIN_OR_SKIP(c)                                                                                              \
-    chain_t *c = *state;                                                                                              \
-    if (c == NULL) {                                                                                                  \
-        skip();                                                                                                       \
+#define CHAIN_OR_SKIP(c)                                                                                               \
+    chain_t *c = *state;                                                                                               \
+    if (c == NULL) {                                                                                                   \
+        skip();                                                                                                        \
     }
 
 /* The concatenated delta contents of an SSE body. */
@@ -1752,7 +1777,8 @@ static void test_chain_chat(void **state)
     assert_true(body_has(&r, "\"content\":\"echo: hello " PROMPT "\""));
     cf_buf_free(&r.body);
     http(c->proxy.port, "POST", "/v1/chat/completions",
-         "{\"model\":\"fake-model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello " PROMPT "\"}]}",
+         "{\"model\":\"fake-model\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello " PROMPT
+         "\"}]}",
          NULL, &r);
     assert_int_equal(r.status, 200);
     char content[512];

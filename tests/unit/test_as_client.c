@@ -85,8 +85,8 @@ static void as_attest(cf_http_request *req, void *arg)
     cf_buf_init(&col, 0);
     cf_buf_init(&body, 0);
     assert_cf_ok(cf_as_attest_request_parse(cf_http_request_body(req), nonce));
-    assert_cf_ok(cf_as_report_data(nonce, cf_hpke_keypair_public(&f->kp), cf_slice_make(f->sign_pub, 32), m->sha256,
-                                   rd));
+    assert_cf_ok(
+        cf_as_report_data(nonce, cf_hpke_keypair_public(&f->kp), cf_slice_make(f->sign_pub, 32), m->sha256, rd));
     cf_attester_config ac = {.platform = CF_PLATFORM_SIM, .sim_dir = f->sim_dir};
     assert_cf_ok(cf_attest_collect(&ac, rd, &ev, &col));
     if (f->mode == AS_TAMPERED) {
@@ -182,7 +182,10 @@ static void on_upload(void *arg, cf_result r, const cf_key_receipt *receipt)
 
 static void on_delete(void *arg, cf_result r) { record((fixture *)arg, r); }
 
-static cf_as_endpoint endpoint(fixture *f) { return (cf_as_endpoint){.http = f->http, .base_url = f->url, .timeout_ms = 5000}; }
+static cf_as_endpoint endpoint(fixture *f)
+{
+    return (cf_as_endpoint){.http = f->http, .base_url = f->url, .timeout_ms = 5000};
+}
 
 static void attest(fixture *f)
 {
@@ -197,12 +200,13 @@ static void attest(fixture *f)
 static char *manifest_text(const char *name, const char *fp, const char *meas)
 {
     char *text = NULL;
-    assert_true(asprintf(&text,
-                         "{\"version\": 1, \"name\": \"%s\", \"accepted_roots\": [\"%s\"],"
-                         " \"as\": {\"platform\": \"sim\", \"policy\": {\"measurements\": [\"%s\"]}},"
-                         " \"workers\": [{\"name\": \"w\", \"platform\": \"sim\", \"policy\": {}, \"models\": [\"m\"]}],"
-                         " \"keys\": {\"ttl_min_s\": 1, \"ttl_max_s\": 3600}}\n",
-                         name, fp, meas) > 0);
+    assert_true(
+        asprintf(&text,
+                 "{\"version\": 1, \"name\": \"%s\", \"accepted_roots\": [\"%s\"],"
+                 " \"as\": {\"platform\": \"sim\", \"policy\": {\"measurements\": [\"%s\"]}},"
+                 " \"workers\": [{\"name\": \"w\", \"platform\": \"sim\", \"policy\": {}, \"models\": [\"m\"]}],"
+                 " \"keys\": {\"ttl_min_s\": 1, \"ttl_max_s\": 3600}}\n",
+                 name, fp, meas) > 0);
     return text;
 }
 
