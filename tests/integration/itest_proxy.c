@@ -278,11 +278,13 @@ static CF_RESULT gw_lookup(void *ctx, const char *key_id, uint8_t secret[CF_PROT
     cf_buf_init(&body, CF_AS_BODY_MAX);
     cf_key_event ev;
     memset(&ev, 0, sizeof ev);
+    uint8_t nonce[CF_STREAM_NONCE_LEN];
     char url[128], auth[2048];
     snprintf(url, sizeof url, "%s/v1/workers/key", g->as_url);
     snprintf(auth, sizeof auth, "Bearer %s", g->grant.token);
     const cf_http_header headers[] = {{"Authorization", auth}, {"Content-Type", "application/json"}, {NULL, NULL}};
-    CF_GUARD_OUT(cf_key_fetch_build(key_id, &req));
+    CF_GUARD_OUT(cf_random(nonce, sizeof nonce)); /* fresh per fetch: the answer is signed over it */
+    CF_GUARD_OUT(cf_key_fetch_build(key_id, nonce, &req));
     cf_http_client_config cfg = {.allow_plain_http = true};
     cf_http_call_opts o = {
         .method = "POST", .url = url, .headers = headers, .body = cf_buf_slice(&req), .total_timeout_ms = 5000};
@@ -290,7 +292,7 @@ static CF_RESULT gw_lookup(void *ctx, const char *key_id, uint8_t secret[CF_PROT
     CF_GUARD_OUT(cf_http_fetch(&cfg, &o, &status, &body));
     CF_ENSURE_MSG_OUT(status == 200, CF_E_UNKNOWN_KEY, "the AS has no such key for this worker");
     CF_GUARD_OUT(
-        cf_key_event_open(g->as_id.signing_key, g->grant.worker_id, &g->kp, "key", cf_buf_slice(&body), 0, &ev));
+        cf_key_event_open(g->as_id.signing_key, g->grant.worker_id, nonce, &g->kp, "key", cf_buf_slice(&body), 0, &ev));
     gw_key *slot = &g->keys[g->key_next++ % 16];
     memcpy(slot->key_id, ev.key_id, sizeof slot->key_id);
     memcpy(slot->k, ev.k, sizeof slot->k);
