@@ -497,8 +497,12 @@ static int setup(void **state)
 
     /* The workers. */
     e->wf_valgrind = getenv("CONFIDE_ITEST_NO_VALGRIND") == NULL && system("valgrind --version >/dev/null 2>&1") == 0;
-#ifdef __SANITIZE_ADDRESS__
+#if defined(__SANITIZE_ADDRESS__)
     e->wf_valgrind = false; /* the ASan build checks memory itself */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    e->wf_valgrind = false;
+#endif
 #endif
     static const char *const llama_extra[] = {"--backend-idle-timeout-ms", "30000", NULL};
     e->wl_pid = start_worker(e, "worker-llama", e->llama_sock, e->wl_log, false, llama_extra);
