@@ -46,7 +46,17 @@ bool worker_token_valid(const worker_state *w)
     return w->join.have_grant && worker_now() < w->join.grant.expires_at;
 }
 
-bool worker_stream_live(const worker_state *w) { return w->join.stream != NULL && w->join.stream_ready; }
+/* Live: the stream delivered its snapshot, or a ready stream ended less than
+ * WORKER_STREAM_GRACE_MS ago and is being replaced (every re-attestation
+ * swaps streams; the keys held stay valid meanwhile). */
+#define WORKER_STREAM_GRACE_MS 3000
+bool worker_stream_live(const worker_state *w)
+{
+    if (w->join.stream != NULL && w->join.stream_ready) {
+        return true;
+    }
+    return w->join.stream_lost_ms != 0 && cf_monotonic_ms() - w->join.stream_lost_ms < WORKER_STREAM_GRACE_MS;
+}
 
 bool worker_serves(const worker_state *w, cf_slice model)
 {
@@ -450,6 +460,9 @@ static void on_stream_done(cf_http_call *call, cf_http_error error, void *arg)
     (void)call;
     worker_state *w = arg;
     w->join.stream = NULL;
+    if (w->join.stream_ready) {
+        w->join.stream_lost_ms = cf_monotonic_ms();
+    }
     w->join.stream_ready = false;
     if (w->join.parser_live) {
         cf_sse_parser_free(&w->join.parser);
@@ -474,7 +487,13 @@ static void on_stream_done(cf_http_call *call, cf_http_error error, void *arg)
 static void stream_open(worker_state *w)
 {
     char url[1024], auth[4096];
-    if (w->join.stream != NULL || w->shutting_down || !worker_token_valid(w)) {
+    if (w->join.stream != NULL || w->shutting_down) {
+        return;
+    }
+    if (!worker_token_valid(w)) {
+        if (w->join.call == NULL) {
+            schedule_join(w, 0); /* the token ran out while we were away */
+        }
         return;
     }
     int n = snprintf(url, sizeof url, "%s/v1/workers/keys", w->cfg.as_url);
@@ -516,6 +535,9 @@ static void stream_open(worker_state *w)
 
 static void stream_close(worker_state *w)
 {
+    if (w->join.stream_ready) {
+        w->join.stream_lost_ms = cf_monotonic_ms();
+    }
     if (w->join.stream != NULL) {
         cf_http_call_cancel(w->join.stream);
         w->join.stream = NULL;
@@ -553,6 +575,14 @@ static void on_key_fetched(as_call_ctx *c, cf_http_error error)
         cf_metric_inc(w->m.key_fetches_ok);
         CF_LOG_INFO("key_fetched", cf_kv_str("key_id", c->key_id));
     } else {
+        if (error == CF_HTTP_OK && c->status == 401 && w->join.call == NULL) {
+            /* Our token is no longer accepted (e.g. the AS restarted with
+             * new keys): re-join now instead of waiting for the stream. */
+            w->join.have_grant = false;
+            cf_metric_set(w->m.token_valid, 0);
+            evtimer_del(w->join.timer);
+            schedule_join(w, 0);
+        }
         cf_metric_inc(w->m.key_fetches_failed);
         worker_keys_note_miss(&w->keys, c->key_id, worker_now() + w->cfg.unknown_key_ttl_s);
         CF_LOG_INFO("key_fetch_failed", cf_kv_str("key_id", c->key_id), cf_kv_int("status", c->status),

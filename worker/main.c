@@ -139,6 +139,9 @@ static CF_RESULT metrics_init(worker_state *w)
                                 &m->streams_total));
     CF_GUARD(cf_metrics_counter(m->registry, "confide_worker_sse_events_total",
                                 "SSE events encrypted and relayed to clients", NULL, &m->events_relayed));
+    CF_GUARD(cf_metrics_counter(m->registry, "confide_worker_backend_pauses_total",
+                                "Times a stream's backend transfer was paused because the client read slowly",
+                                NULL, &m->backend_pauses));
     CF_GUARD(cf_metrics_gauge(m->registry, "confide_worker_keys", "Inference secrets in the key cache", NULL,
                               &m->keys));
     static const cf_metric_label fok[] = {{"result", "found"}, {NULL, NULL}};
@@ -287,6 +290,7 @@ static void teardown(worker_state *w)
         event_free(w->tick);
     }
     worker_join_stop(w);
+    worker_requests_drop(w);
     cf_http_server_free(w->server);
     cf_http_client_free(w->as_client);
     cf_http_client_free(w->backend);

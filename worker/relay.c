@@ -119,6 +119,9 @@ cf_http_body_action worker_relay_body(worker_request *r, cf_slice data)
         return CF_HTTP_BODY_ABORT; /* done: nothing more is forwarded */
     }
     if (cf_http_stream_congested(r->req)) {
+        if (!r->paused) {
+            cf_metric_inc(r->w->m.backend_pauses);
+        }
         r->paused = true;
         return CF_HTTP_BODY_PAUSE; /* redelivered after on_writable */
     }

@@ -164,14 +164,20 @@ static void reject_plain(worker_request *r, cf_error_code code)
  * answered (a client that is gone just drops the bytes). */
 static CF_RESULT respond_sealed(worker_request *r, int status, cf_slice plain)
 {
-    cf_buf_reset(&r->out);
-    CF_GUARD(cf_proto_response_seal(r->session, status, plain, &r->out));
+    cf_buf sealed;
+    /* Ciphertext is base64url (4/3) plus the value framing. */
+    cf_buf_init(&sealed, plain.len * 2 + 65536);
+    if (cf_is_error(cf_proto_response_seal(r->session, status, plain, &sealed))) {
+        cf_buf_free(&sealed);
+        return CF_ERROR;
+    }
     r->reply_status = status;
-    r->bytes_out += r->out.len;
-    cf_metric_add(r->w->m.bytes_out, (double)r->out.len);
-    if (cf_is_error(cf_http_respond(r->req, status, "application/json", cf_buf_slice(&r->out), worker_reply_headers))) {
+    r->bytes_out += sealed.len;
+    cf_metric_add(r->w->m.bytes_out, (double)sealed.len);
+    if (cf_is_error(cf_http_respond(r->req, status, "application/json", cf_buf_slice(&sealed), worker_reply_headers))) {
         CF_LOG_WARN("respond_failed", cf_kv_id("req", r->id), cf_kv_last_error());
     }
+    cf_buf_free(&sealed);
     return CF_OK;
 }
 
@@ -268,10 +274,14 @@ static void on_backend_done(cf_http_call *call, cf_http_error error, void *arg)
     }
     /* Any status, any JSON object body: encrypted like any response. */
     if (cf_is_error(respond_sealed(r, status, cf_buf_slice(&r->reply)))) {
-        /* Not a JSON object (or duplicate keys): docs/protocol.md §Responses. */
+        bool too_large = cf_error_code_last() == CF_E_TOO_LARGE || cf_error_code_last() == CF_E_LIMIT;
+        CF_LOG_WARN("backend_reply_rejected", cf_kv_id("req", r->id), cf_kv_str("err", cf_error_name(cf_error_code_last())));
         cf_buf_reset(&r->reply);
-        worker_respond_error_sealed(r, 502, "upstream_error", "upstream_error",
-                                    "the inference server sent a reply that is not a JSON object", OUT_FAILED);
+        /* Not a JSON object (or duplicate keys): docs/protocol.md §Responses. */
+        worker_respond_error_sealed(r, 502, "upstream_error", too_large ? "upstream_too_large" : "upstream_error",
+                                    too_large ? "the inference server's reply exceeds the worker's limit"
+                                              : "the inference server sent a reply that is not a JSON object",
+                                    OUT_FAILED);
         return;
     }
     worker_request_finish(r, status >= 200 && status < 300 ? OUT_OK : OUT_BACKEND);
@@ -523,6 +533,29 @@ CF_RESULT worker_routes_add(worker_state *w)
     CF_GUARD(cf_http_server_route(w->server, "POST", "/v1/embeddings", handle_encrypted, &routes[EP_EMBEDDINGS]));
     CF_GUARD(cf_http_server_route(w->server, "GET", "/v1/models", handle_models, &routes[EP_MODELS]));
     return CF_OK;
+}
+
+void worker_requests_drop(worker_state *w)
+{
+    while (w->requests != NULL) {
+        worker_request *r = w->requests;
+        w->requests = r->next;
+        if (r->call != NULL) {
+            cf_http_call_cancel(r->call);
+        }
+        if (r->fetch != NULL) {
+            worker_fetch_cancel(w, r->fetch);
+        }
+        if (r->parser_live) {
+            cf_sse_parser_free(&r->parser);
+        }
+        cf_proto_session_free(r->session);
+        cf_buf_free(&r->plain);
+        cf_buf_free(&r->reply);
+        cf_buf_free(&r->out);
+        cf_wipe(r, sizeof *r);
+        free(r);
+    }
 }
 
 const char *worker_endpoint_label(int ep_index) { return ep_names[ep_index]; }

@@ -119,6 +119,7 @@ typedef struct worker_metrics {
     cf_metric *attest_failed;
     cf_metric *stream_reconnects;
     cf_metric *events_relayed;
+    cf_metric *backend_pauses;
 } worker_metrics;
 
 /* ---- key cache (keys.c) ------------------------------------------------------------- */
@@ -175,6 +176,7 @@ typedef struct worker_join {
     cf_sse_parser parser;
     bool parser_live;
     bool stream_ready;        /* "ready" received on the current stream */
+    uint64_t stream_lost_ms;  /* monotonic time the last ready stream ended */
     uint64_t stream_seq;
     uint64_t generation;
     unsigned stream_failures;
@@ -245,6 +247,9 @@ bool worker_serves(const worker_state *w, cf_slice model);
 
 /* request.c */
 CF_RESULT worker_routes_add(worker_state *w);
+/* Free every request still in flight without answering it (a forced exit
+ * after a second SIGTERM; the server then drops their connections). */
+void worker_requests_drop(worker_state *w);
 
 
 #endif /* CONFIDE_WORKER_INTERNAL_H */

@@ -30,9 +30,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "confide/as_api.h"
 #include "confide/client.h"
+#include "confide/daemon.h"
 #include "confide/crypto.h"
 #include "confide/encoding.h"
 #include "confide/sim.h"
@@ -178,6 +182,7 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 typedef struct target {
     const char *unix_socket; /* or NULL for 127.0.0.1:port */
     int port;
+    const char *ca_file; /* https with this CA (the worker's TLS listener) */
 } target_t;
 
 static CURL *easy_for(const target_t *t, const char *method, const char *path, cf_slice body,
@@ -187,7 +192,7 @@ static CURL *easy_for(const target_t *t, const char *method, const char *path, c
     if (t->unix_socket != NULL) {
         snprintf(url, sizeof url, "http://localhost%s", path);
     } else {
-        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", t->port, path);
+        snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", t->ca_file ? "https" : "http", t->port, path);
     }
     cf_buf_init(&out->body, 0);
     cf_buf_init(&out->headers, 0);
@@ -196,6 +201,11 @@ static CURL *easy_for(const target_t *t, const char *method, const char *path, c
     assert_non_null(c);
     if (t->unix_socket != NULL) {
         curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, t->unix_socket);
+    }
+    if (t->ca_file != NULL) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, t->ca_file);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -279,10 +289,12 @@ static const char *error_code(const cf_buf *body)
 typedef struct env {
     char sim_dir[512], manifest_path[512];
     char as_log[512], llama_log[512], fake_log[512], fake_requests[512];
-    char wl_log[512], wf_log[512];
+    char wl_log[512], wf_log[512], wt_log[512], ws_log[512];
+    char tls_cert[512], tls_key[512];
+    char as_port_text[16];
     char llama_sock[512], fake_sock[512];
-    pid_t as_pid, llama_pid, fake_pid, wl_pid, wf_pid;
-    target_t as, llama, fake, wl, wf;
+    pid_t as_pid, llama_pid, fake_pid, wl_pid, wf_pid, wt_pid, ws_pid;
+    target_t as, llama, fake, wl, wf, wt, ws;
     bool wf_valgrind;
     cf_manifest *manifest;
     cf_as_identity id;
@@ -433,6 +445,47 @@ static size_t fake_request_count(const env_t *e)
     return n;
 }
 
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void start_as(env_t *e)
+{
+    char bin[600];
+    snprintf(e->as_log, sizeof e->as_log, "%s/as-%s.log", g_tmp, e->as_pid ? "restarted" : "first");
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    const char *as_argv[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest_path,
+                             "--port", e->as_port_text, "--keepalive", "1", "--token-ttl", "8", "--token-notice", "3",
+                             "--rate-burst", "10000", "--rate-attest", "100000", NULL};
+    e->as_pid = spawn(as_argv, e->as_log);
+    e->as.port = wait_started(e->as_pid, e->as_log, "event=as_started", 10000);
+}
+
+/* The client side of flows 1-2: verify the AS as the proxy does. */
+static void verify_as(env_t *e)
+{
+    uint8_t nonce[CF_AS_NONCE_LEN];
+    assert_cf_ok(cf_random(nonce, sizeof nonce));
+    cf_buf req;
+    cf_buf_init(&req, 0);
+    assert_cf_ok(cf_as_attest_request_build(nonce, &req));
+    resp_t r;
+    http(&e->as, "POST", "/v1/attest", cf_buf_slice(&req), false, &r);
+    assert_int_equal(r.status, 200);
+    assert_cf_ok(cf_as_attest_response_verify(cf_buf_slice(&r.body), nonce, e->manifest->sha256, (int64_t)time(NULL),
+                                              &e->id));
+    resp_free(&r);
+    cf_buf_free(&req);
+}
+
 static int setup(void **state)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -466,14 +519,10 @@ static int setup(void **state)
     assert_cf_ok(cf_manifest_parse(cf_slice_cstr(text), &e->manifest));
     free(text);
 
-    /* The attestation service: short tokens so the workers re-attest. */
-    snprintf(e->as_log, sizeof e->as_log, "%s/as.log", g_tmp);
-    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
-    const char *as_argv[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest_path,
-                             "--port", "0", "--keepalive", "1", "--token-ttl", "8", "--token-notice", "3",
-                             "--rate-burst", "10000", "--rate-attest", "100000", NULL};
-    e->as_pid = spawn(as_argv, e->as_log);
-    e->as.port = wait_started(e->as_pid, e->as_log, "event=as_started", 10000);
+    /* The attestation service: short tokens so the workers re-attest. A
+     * fixed port, so that it can be restarted under the workers' --as-url. */
+    snprintf(e->as_port_text, sizeof e->as_port_text, "%d", free_port());
+    start_as(e);
 
     /* llama-server on a UNIX socket (as next to the worker in the TEE). */
     char server[512], model[512];
@@ -509,28 +558,35 @@ static int setup(void **state)
     static const char *const fake_extra[] = {"--backend-idle-timeout-ms", "1500", "--backend-timeout-ms", "3000",
                                              "--max-event-size", "600k", NULL};
     e->wf_pid = start_worker(e, "worker-fake", e->fake_sock, e->wf_log, e->wf_valgrind, fake_extra);
+    /* A third worker (fake backend, no valgrind) for backpressure, and a
+     * fourth with a TLS listener. */
+    snprintf(e->tls_cert, sizeof e->tls_cert, "%s/tls-cert.pem", g_tmp);
+    snprintf(e->tls_key, sizeof e->tls_key, "%s/tls-key.pem", g_tmp);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s -out %s -days 1 "
+             "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null",
+             e->tls_key, e->tls_cert);
+    assert_int_equal(system(cmd), 0);
+    const char *tls_extra[] = {"--tls-cert", e->tls_cert, "--tls-key", e->tls_key, NULL};
+    e->ws_pid = start_worker(e, "worker-tls", e->fake_sock, e->ws_log, false, tls_extra);
+    e->ws.ca_file = e->tls_cert;
+    e->wt_pid = start_worker(e, "worker-bp", e->fake_sock, e->wt_log, false, NULL);
     e->wl.port = wait_started(e->wl_pid, e->wl_log, "event=worker_started", 10000);
+    e->wt.port = wait_started(e->wt_pid, e->wt_log, "event=worker_started", 10000);
+    e->ws.port = wait_started(e->ws_pid, e->ws_log, "event=worker_started", 10000);
     e->wf.port = wait_started(e->wf_pid, e->wf_log, "event=worker_started", 60000);
 
     /* The client side: verify the AS (as the proxy does), upload a key. */
-    uint8_t nonce[CF_AS_NONCE_LEN];
-    assert_cf_ok(cf_random(nonce, sizeof nonce));
-    cf_buf req;
-    cf_buf_init(&req, 0);
-    assert_cf_ok(cf_as_attest_request_build(nonce, &req));
-    resp_t r;
-    http(&e->as, "POST", "/v1/attest", cf_buf_slice(&req), false, &r);
-    assert_int_equal(r.status, 200);
-    assert_cf_ok(cf_as_attest_response_verify(cf_buf_slice(&r.body), nonce, e->manifest->sha256, (int64_t)time(NULL),
-                                              &e->id));
-    resp_free(&r);
-    cf_buf_free(&req);
+    verify_as(e);
     upload_key(e, 600, e->k, e->key_id);
 
     wait_http_ok(&e->llama, "/health", 60000, e->llama_pid, e->llama_log);
     wait_http_ok(&e->fake, "/health", 15000, e->fake_pid, e->fake_log);
     wait_http_ok(&e->wl, "/healthz", 15000, e->wl_pid, e->wl_log);
     wait_http_ok(&e->wf, "/healthz", 60000, e->wf_pid, e->wf_log);
+    wait_http_ok(&e->wt, "/healthz", 15000, e->wt_pid, e->wt_log);
+    wait_http_ok(&e->ws, "/healthz", 15000, e->ws_pid, e->ws_log);
     *state = e;
     return 0;
 }
@@ -1049,6 +1105,196 @@ static void test_key_expiry_mid_stream(void **state)
     cf_wipe(k, sizeof k);
 }
 
+/* A client that stops reading: the worker pauses the backend transfer
+ * (bounded memory), resumes when the client reads again, and the whole
+ * stream (about 10 MB encrypted, far above the worker's output cap) arrives
+ * complete. */
+typedef struct slow_reader {
+    cf_buf *body;
+    bool pause_once;
+    bool paused;
+} slow_reader;
+
+static size_t slow_collect(char *p, size_t size, size_t n, void *arg)
+{
+    slow_reader *s = arg;
+    if (s->pause_once && s->body->len > 0) {
+        s->pause_once = false;
+        s->paused = true;
+        return CURL_WRITEFUNC_PAUSE; /* this chunk is delivered again on resume */
+    }
+    return cf_is_ok(cf_buf_append(s->body, p, size * n)) ? size * n : 0;
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = atol(line + 6);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kib;
+}
+
+static void test_backpressure(void **state)
+{
+    env_t *e = *state;
+    const char *body = "{\"model\":\"" FAKE_MODEL "\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
+                       "\"[[fake:slow tokens=20000 delay=0]] " SECRET_PHRASE "\"}]}";
+    cf_buf enc;
+    cf_buf_init(&enc, 0);
+    cf_client_call *call = NULL;
+    assert_cf_ok(cf_client_seal_request(e->k, "chat.completions", cf_slice_cstr(body), NULL, &enc, &call));
+    double pauses = metric(&e->wt, "confide_worker_backend_pauses_total");
+    long rss_before = rss_kib(e->wt_pid);
+    resp_t r;
+    struct curl_slist *h = json_headers(true);
+    CURL *c = easy_for(&e->wt, "POST", "/v1/chat/completions", cf_buf_slice(&enc), h, &r, 60);
+    slow_reader sr = {.body = &r.body, .pause_once = true};
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, slow_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sr);
+    CURLM *multi = curl_multi_init();
+    curl_multi_add_handle(multi, c);
+    int running = 1;
+    uint64_t paused_at = 0;
+    long rss_paused = -1;
+    double pauses_during = -1;
+    while (running) {
+        curl_multi_perform(multi, &running);
+        if (sr.paused && paused_at == 0) {
+            paused_at = cf_monotonic_ms();
+        }
+        if (sr.paused && cf_monotonic_ms() - paused_at > 2000) {
+            /* The client has read nothing for 2 s: the worker must have
+             * stopped the backend instead of buffering the stream. */
+            rss_paused = rss_kib(e->wt_pid);
+            pauses_during = metric(&e->wt, "confide_worker_backend_pauses_total");
+            sr.paused = false;
+            curl_easy_pause(c, CURLPAUSE_CONT);
+        }
+        int fds;
+        curl_multi_poll(multi, NULL, 0, 50, &fds);
+    }
+    int left;
+    CURLMsg *msg = curl_multi_info_read(multi, &left);
+    assert_non_null(msg);
+    if (msg->data.result != CURLE_OK) {
+        fail_msg("stream transfer failed: %s", curl_easy_strerror(msg->data.result));
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    assert_int_equal(r.status, 200);
+    assert_true(pauses_during > pauses);
+    cf_buf plain;
+    cf_buf_init(&plain, 0);
+    for (size_t off = 0; off < r.body.len; off += 65536) {
+        size_t n = r.body.len - off < 65536 ? r.body.len - off : 65536;
+        assert_cf_ok(cf_client_open_stream(call, 200, cf_slice_make(r.body.data + off, n), &plain));
+    }
+    if (cf_is_error(cf_client_finish(call))) {
+        size_t tail = r.body.len > 300 ? r.body.len - 300 : 0;
+        fail_msg("incomplete: %zu bytes received, ending %.*s", r.body.len, (int)(r.body.len - tail),
+                 (const char *)r.body.data + tail);
+    }
+    assert_cf_ok(cf_buf_append_u8(&plain, 0));
+    assert_non_null(strstr((const char *)plain.data, "tok20000"));
+    printf("# backpressure: %zu encrypted bytes, worker RSS %ld KiB before, %ld KiB while the client "
+           "was stalled; %.0f backend pauses\n",
+           r.body.len, rss_before, rss_paused, pauses_during - pauses);
+    assert_true(r.body.len > 4 * 1024 * 1024);
+    /* Memory stayed bounded: far less growth than the reply's size. */
+    assert_true(rss_paused - rss_before < 4 * 1024);
+    cf_buf_free(&plain);
+    curl_multi_remove_handle(multi, c);
+    curl_easy_cleanup(c);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(h);
+    resp_free(&r);
+    cf_client_call_free(call);
+    cf_buf_free(&enc);
+}
+
+/* The optional TLS listener: encrypted requests over HTTPS (certificate and
+ * host checked by the client), non-streamed and streamed. */
+static void test_tls_listener(void **state)
+{
+    env_t *e = *state;
+    exchange_t x;
+    chat(e, &e->ws, FAKE_MODEL, "over tls", false, &x);
+    assert_int_equal(x.status, 200);
+    assert_cf_ok(x.finish);
+    assert_non_null(strstr((const char *)x.plain.data, "echo: over tls " SECRET_PHRASE));
+    exchange_free(&x);
+    chat(e, &e->ws, FAKE_MODEL, "[[fake:slow tokens=200 delay=0]] stream over tls", true, &x);
+    assert_int_equal(x.status, 200);
+    assert_cf_ok(x.finish);
+    assert_non_null(strstr((const char *)x.plain.data, "tok200"));
+    exchange_free(&x);
+    /* Plain HTTP to the TLS port is not served. */
+    target_t plain = {.port = e->ws.port};
+    resp_t r;
+    struct curl_slist *h = json_headers(false);
+    CURL *c = easy_for(&plain, "GET", "/healthz", CF_SLICE_EMPTY, h, &r, 5);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    assert_true(rc != CURLE_OK || r.status != 200);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    resp_free(&r);
+}
+
+/* The AS restarts (new keys, all state lost): the workers' key streams drop,
+ * their tokens are refused, they re-join with backoff, and serve the key
+ * the client uploads to the new AS. */
+static void test_as_restart(void **state)
+{
+    env_t *e = *state;
+    double connects = metric(&e->wl, "confide_worker_key_stream_connects_total");
+    assert_int_equal(stop_proc(e->as_pid, 10000), 0);
+    forget_pid(e->as_pid);
+    usleep(300000);
+    start_as(e);
+    cf_as_identity_free(&e->id);
+    verify_as(e);
+    upload_key(e, 600, e->k, e->key_id);
+    /* Re-joined and holding the new key: a request under it succeeds. */
+    for (int waited = 0;; waited += 100) {
+        exchange_t x;
+        chat(e, &e->wl, LLAMA_MODEL, "after restart", false, &x);
+        bool ok = x.plaintext_error == NULL && x.status == 200 && cf_is_ok(x.finish);
+        exchange_free(&x);
+        if (ok) {
+            break;
+        }
+        if (waited > 15000) {
+            fail_msg("worker did not re-join the restarted AS (log %s):\n%s", e->wl_log, read_text(e->wl_log));
+        }
+        usleep(100000);
+    }
+    assert_true(metric(&e->wl, "confide_worker_key_stream_connects_total") > connects);
+    wait_http_ok(&e->wl, "/healthz", 10000, e->wl_pid, e->wl_log);
+    /* The valgrind worker too (slower): it must hold the new key. */
+    for (int waited = 0;; waited += 200) {
+        exchange_t x;
+        chat(e, &e->wf, FAKE_MODEL, "after restart", false, &x);
+        bool ok = x.plaintext_error == NULL && x.status == 200 && cf_is_ok(x.finish);
+        exchange_free(&x);
+        if (ok) {
+            break;
+        }
+        if (waited > 30000) {
+            fail_msg("valgrind worker did not re-join (log %s):\n%s", e->wf_log, read_text(e->wf_log));
+        }
+        usleep(200000);
+    }
+}
+
 /* ---- health, metrics, logs, shutdown ----------------------------------------------------------- */
 
 static void test_health_metrics(void **state)
@@ -1176,8 +1422,14 @@ static void test_no_plaintext_in_logs(void **state)
     env_t *e = *state;
     assert_int_equal(stop_proc(e->wl_pid, 10000), 0);
     e->wl_pid = 0;
-    const char *logs[] = {e->wl_log, e->wf_log, e->as_log};
-    for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(stop_proc(e->wt_pid, 10000), 0);
+    e->wt_pid = 0;
+    assert_int_equal(stop_proc(e->ws_pid, 10000), 0);
+    e->ws_pid = 0;
+    char as_first[600];
+    snprintf(as_first, sizeof as_first, "%s/as-first.log", g_tmp);
+    const char *logs[] = {e->wl_log, e->wf_log, e->wt_log, e->ws_log, as_first, e->as_log};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         char *text = read_text(logs[i]);
         assert_true(strlen(text) > 0);
         if (strstr(text, SECRET_PHRASE) != NULL || strstr(text, "tok1") != NULL) {
@@ -1204,6 +1456,9 @@ int main(void)
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_key_expiry_mid_stream),
         cmocka_unit_test(test_health_metrics),
+        cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_tls_listener),
+        cmocka_unit_test(test_as_restart),
         cmocka_unit_test(test_graceful_shutdown),
         cmocka_unit_test(test_no_plaintext_in_logs),
     };
