@@ -258,7 +258,10 @@ static CF_RESULT setup(worker_state *w)
         .port = (uint16_t)w->cfg.port,
         .tls_cert_file = w->cfg.tls_cert,
         .tls_key_file = w->cfg.tls_key,
-        .max_body_size = (size_t)w->cfg.max_body,
+        /* Twice the limit, so that the handler sees bodies up to 2x and
+         * answers them with the protocol's plaintext too_large (headers
+         * included); beyond that lib/net answers 413 request_too_large. */
+        .max_body_size = (size_t)w->cfg.max_body * 2,
         .read_timeout_ms = (unsigned)w->cfg.read_timeout_ms,
         .write_timeout_ms = (unsigned)w->cfg.write_timeout_ms,
         .max_requests = (unsigned)w->cfg.max_requests,

@@ -438,6 +438,10 @@ static void handle_encrypted(cf_http_request *req, void *arg)
         reject_plain(r, CF_E_UNKNOWN_ENDPOINT);
         return;
     }
+    if (body.len > (size_t)w->cfg.max_body) {
+        reject_plain(r, CF_E_TOO_LARGE);
+        return;
+    }
     const char *version = cf_http_request_header(req, CF_PROTO_HDR_VERSION);
     if (version != NULL && strcmp(version, "1") != 0) {
         reject_plain(r, CF_E_UNSUPPORTED_VERSION);

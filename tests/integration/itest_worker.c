@@ -571,7 +571,8 @@ static int setup(void **state)
     const char *tls_extra[] = {"--tls-cert", e->tls_cert, "--tls-key", e->tls_key, NULL};
     e->ws_pid = start_worker(e, "worker-tls", e->fake_sock, e->ws_log, false, tls_extra);
     e->ws.ca_file = e->tls_cert;
-    e->wt_pid = start_worker(e, "worker-bp", e->fake_sock, e->wt_log, false, NULL);
+    static const char *const bp_extra[] = {"--max-body", "100000", NULL};
+    e->wt_pid = start_worker(e, "worker-bp", e->fake_sock, e->wt_log, false, bp_extra);
     e->wl.port = wait_started(e->wl_pid, e->wl_log, "event=worker_started", 10000);
     e->wt.port = wait_started(e->wt_pid, e->wt_log, "event=worker_started", 10000);
     e->ws.port = wait_started(e->ws_pid, e->ws_log, "event=worker_started", 10000);
@@ -936,6 +937,24 @@ static void test_refusals_never_reach_backend(void **state)
     cf_client_call_free(call);
     cf_buf_free(&enc);
     assert_int_equal(fake_request_count(e), before + 1);
+}
+
+/* --max-body: a larger body is refused with the protocol's plaintext
+ * too_large before anything is decrypted or forwarded. */
+static void test_body_limit(void **state)
+{
+    env_t *e = *state;
+    size_t before = fake_request_count(e);
+    char *big = malloc(120001);
+    assert_non_null(big);
+    int n = snprintf(big, 120001, "{\"model\":\"" FAKE_MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+    memset(big + n, 'a', 120000 - (size_t)n - 4);
+    memcpy(big + 120000 - 4, "\"}]}", 5);
+    exchange_t x;
+    sealed(e, &e->wt, "chat.completions", "/v1/chat/completions", big, &x);
+    expect_plain_error(&x, 413, "too_large");
+    free(big);
+    assert_int_equal(fake_request_count(e), before);
 }
 
 static void test_replay_refused(void **state)
@@ -1452,6 +1471,7 @@ int main(void)
         cmocka_unit_test(test_llama_models_passthrough),
         cmocka_unit_test(test_refusals_never_reach_backend),
         cmocka_unit_test(test_replay_refused),
+        cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_model_policy),
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_key_expiry_mid_stream),
