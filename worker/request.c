@@ -447,10 +447,6 @@ static void handle_encrypted(cf_http_request *req, void *arg)
         reject_plain(r, CF_E_UNSUPPORTED_VERSION);
         return;
     }
-    if (w->shutting_down) {
-        reject_plain(r, CF_E_LIMIT);
-        return;
-    }
     try_open(r);
 }
 
