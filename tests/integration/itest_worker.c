@@ -812,6 +812,63 @@ static void test_llama_stream_matches_direct(void **state)
     exchange_free(&x);
 }
 
+/* /v1/completions (streamed) through the worker equals the direct reply. */
+static void test_llama_completions_match_direct(void **state)
+{
+    env_t *e = *state;
+    const char *body = "{\"model\":\"" LLAMA_MODEL "\",\"prompt\":\"Once " SECRET_PHRASE
+                       "\",\"max_tokens\":10,\"temperature\":0,\"seed\":7,\"stream\":true}";
+    resp_t d;
+    http(&e->llama, "POST", "/v1/completions", cf_slice_cstr(body), false, &d);
+    assert_int_equal(d.status, 200);
+    assert_cf_ok(cf_buf_append_u8(&d.body, 0));
+    cf_buf want, got;
+    cf_buf_init(&want, 0);
+    cf_buf_init(&got, 0);
+    size_t want_events, got_events;
+    bool done, err;
+    stream_text((const char *)d.body.data, &want, &want_events, &done, &err);
+    resp_free(&d);
+    exchange_t x;
+    sealed(e, &e->wl, "completions", "/v1/completions", body, &x);
+    assert_null(x.plaintext_error);
+    assert_int_equal(x.status, 200);
+    assert_cf_ok(x.finish);
+    stream_text((const char *)x.plain.data, &got, &got_events, &done, &err);
+    assert_false(err);
+    assert_string_equal((const char *)got.data, (const char *)want.data);
+    assert_int_equal(got_events, want_events);
+    cf_buf_free(&want);
+    cf_buf_free(&got);
+    exchange_free(&x);
+}
+
+/* /v1/embeddings (fake backend: vectors derived from SHA-256 of the input):
+ * the decrypted reply carries exactly the direct reply's vectors. */
+static void test_embeddings(void **state)
+{
+    env_t *e = *state;
+    const char *body = "{\"model\":\"" FAKE_MODEL "\",\"input\":[\"a " SECRET_PHRASE "\",\"b\"]}";
+    resp_t d;
+    http(&e->fake, "POST", "/v1/embeddings", cf_slice_cstr(body), false, &d);
+    assert_int_equal(d.status, 200);
+    exchange_t x;
+    sealed(e, &e->wf, "embeddings", "/v1/embeddings", body, &x);
+    assert_null(x.plaintext_error);
+    assert_int_equal(x.status, 200);
+    assert_cf_ok(x.finish);
+    json_t *a = json_loadb((const char *)d.body.data, d.body.len, 0, NULL);
+    json_t *b = json_loadb((const char *)x.plain.data, x.plain.len, 0, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(json_array_size(json_object_get(b, "data")), 2);
+    assert_true(json_equal(json_object_get(a, "data"), json_object_get(b, "data")));
+    json_decref(a);
+    json_decref(b);
+    resp_free(&d);
+    exchange_free(&x);
+}
+
 static void test_llama_models_passthrough(void **state)
 {
     env_t *e = *state;
@@ -1468,6 +1525,8 @@ int main(void)
         cmocka_unit_test(test_help_documents_flags),
         cmocka_unit_test(test_llama_chat_matches_direct),
         cmocka_unit_test(test_llama_stream_matches_direct),
+        cmocka_unit_test(test_llama_completions_match_direct),
+        cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_llama_models_passthrough),
         cmocka_unit_test(test_refusals_never_reach_backend),
         cmocka_unit_test(test_replay_refused),
