@@ -19,8 +19,11 @@
  *   cf_client_call_free(call);
  *
  * Rules:
- *  - Nothing unauthenticated is ever appended to `out`; on failure `out` is
- *    unchanged and the call is dead (every later call fails).
+ *  - Nothing unauthenticated is ever appended to `out`. A body that fails
+ *    leaves `out` unchanged; in a stream, the events of a chunk that
+ *    authenticated before the failing one stay appended (each is complete and
+ *    authentic). After a failure the call is dead (every later call fails,
+ *    cf_client_finish reports the first error).
  *  - cf_client_finish is the only way to learn that a reply was complete:
  *    a stream cut short, or missing its final marker, is CF_E_TRUNCATED.
  *  - A 2xx reply must decrypt; a plaintext error (header Confide-Plaintext)

@@ -74,6 +74,14 @@ void cf_flags_print_help(const cf_flag_set *set, FILE *out);
 /* Free (and wipe secret) strings stored by cf_flags_parse. */
 void cf_flags_free(cf_flag_set *set);
 
+/* Split a listen/connect address "host:port", "[v6addr]:port" or "host"
+ * (then default_port; 0 = port required). Host: letters, digits, '.', '-'
+ * (names, IPv4) or hex digits, ':' and '.' inside brackets (IPv6, brackets
+ * removed in `host`). Port: decimal 0..65535 (0 = any free port). Fails
+ * with CF_E_CONFIG on anything else. */
+CF_RESULT cf_parse_host_port(const char *spec, uint16_t default_port, char *host, size_t host_size,
+                             uint16_t *port);
+
 /* ---- signals --------------------------------------------------------------- */
 
 typedef struct cf_daemon_signals cf_daemon_signals;

@@ -18,10 +18,13 @@
  * The call handle is freed right after on_done returns.
  *
  * Backpressure: on_body may return CF_HTTP_BODY_PAUSE — the chunk is then
- * NOT consumed and is delivered again after cf_http_call_resume(). A call
- * may also be paused from outside its callbacks with cf_http_call_pause().
- * While paused, curl stops reading the socket, so the upstream is slowed by
- * TCP flow control. The idle timeout does not run while paused.
+ * NOT consumed and is delivered again after cf_http_call_resume(). Or call
+ * cf_http_call_pause() at any time, also from inside on_body after
+ * consuming the chunk (the relay pattern: write the chunk downstream, see
+ * the downstream congested, pause): no further chunk is delivered until
+ * cf_http_call_resume(). While paused, curl holds at most one read buffer
+ * (16 KiB) and stops reading the socket, so the upstream is slowed by TCP
+ * flow control. The idle timeout does not run while paused.
  *
  * Limits: connect timeout, total timeout, idle timeout (no byte received
  * for that long), maximum response body size; each failure has its own
@@ -99,7 +102,7 @@ CF_RESULT cf_http_call_start(cf_http_client *c, const cf_http_call_opts *opts, c
 /* Stop the call now and free it; on_done is not called. Allowed from inside
  * the call's own on_response / on_body. */
 void cf_http_call_cancel(cf_http_call *call);
-/* Stop receiving (outside callbacks; inside on_body return PAUSE). */
+/* Stop delivering body chunks until resumed (anywhere, also in on_body). */
 void cf_http_call_pause(cf_http_call *call);
 /* Resume; a pending chunk may be delivered from inside this call. */
 void cf_http_call_resume(cf_http_call *call);

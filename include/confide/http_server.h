@@ -17,7 +17,10 @@
  * Request lifetime (the one rule to remember):
  *   A handler receives a cf_http_request and MUST eventually finish it with
  *   exactly one of cf_http_respond*() or cf_http_stream_end(), now or later
- *   from another callback. Finishing frees the handle. Until then the handle
+ *   from another callback. Finishing frees the handle (cf_http_respond*
+ *   fail without finishing only on bad arguments). cf_http_stream_end on a
+ *   request that never started a response answers 500 (or just frees it if
+ *   the client is gone). Until then the handle
  *   stays valid even if the client disconnects: the library then calls the
  *   on_close callback (set with cf_http_request_on_close or
  *   cf_http_stream_start) from the loop, further writes are dropped, and
@@ -36,11 +39,15 @@
  * Callbacks are never called re-entrantly from inside a cf_http_* call; they
  * run from the event loop.
  *
- * Limitation (libevent 2.1): evhttp answers a body larger than the hard cap
- * (2 x max_body_size, see below) or a header block larger than
- * max_headers_size itself with a 413/400 whose body is HTML, and it has no
- * hook to cap TCP connections; max_requests bounds requests in flight, the
- * read timeout bounds idle connections.
+ * Limitations (libevent 2.1): evhttp itself answers a body larger than
+ * twice max_body_size (413) and a header block larger than max_headers_size
+ * (400) with an HTML body, before any handler runs; bodies between the limit
+ * and twice the limit get our JSON 413. evhttp 2.1 has no hook to cap TCP
+ * connections: max_requests bounds requests in flight and the read timeout
+ * bounds idle connections.
+ *
+ * Memory: response bodies pass through libevent buffers that are not wiped;
+ * the proxy's plaintext replies to the local app live there briefly.
  */
 #ifndef CONFIDE_HTTP_SERVER_H
 #define CONFIDE_HTTP_SERVER_H

@@ -206,6 +206,11 @@ CF_RESULT cf_proto_stream_seal_finish(cf_proto_session *s, cf_buf *out);
  * text chosen by the worker) and close the stream without a final event. */
 CF_RESULT cf_proto_stream_seal_error(cf_proto_session *s, const char *code, const char *message, cf_buf *out);
 
+/* The value of a Confide-Version header: CF_OK for "1" (optional surrounding
+ * spaces), CF_E_UNSUPPORTED_VERSION for any other version number,
+ * CF_E_MALFORMED for anything else. */
+CF_RESULT cf_proto_check_version_header(cf_slice value);
+
 /* ---- Plaintext errors (docs/protocol.md §Errors) ---------------------------- */
 
 /* The HTTP status the worker answers a pre-decryption failure with. */

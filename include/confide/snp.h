@@ -1,6 +1,7 @@
 /*
  * snp.h — AMD SEV-SNP attestation: report parser, VEK certificate claims,
- * pinned AMD roots, chain cache and the configfs-tsm certificate table.
+ * pinned AMD roots, chain cache and the certificate table a host hands out
+ * with an extended report (the configfs-tsm auxblob; collection is tsm.h).
  *
  * The verifier itself is cf_snp_verify() (attest.h); this header exposes the
  * pieces it is built from so that tests, fuzzers, the bench and the CLI can
@@ -167,9 +168,10 @@ const uint8_t *cf_snp_ark_fingerprint(cf_snp_product p);
 
 /* ---- Collateral and chain ----------------------------------------------------- */
 
-/* Collateral: PEM or concatenated DER certificates, the VCEK/VLEK first, then
+/* Collateral: PEM or concatenated DER, the VCEK/VLEK certificate first, then
  * optionally the ASK/ASVK (an ARK in the bundle is ignored: the root is
- * always the pinned one), plus optionally AMD CRLs in PEM. */
+ * always the pinned one), plus optionally AMD CRLs (PEM "X509 CRL" blocks,
+ * or DER after the VEK). */
 typedef struct cf_snp_collateral {
     X509 *vek;
     STACK_OF(X509) *intermediates; /* possibly empty */
@@ -263,27 +265,5 @@ CF_RESULT cf_snp_cert_table_parse(cf_slice table, cf_snp_cert_table *out);
  * kind `key` — the report's SIGNING_KEY — then the ASK/ASVK if present),
  * appended to out. */
 CF_RESULT cf_snp_cert_table_to_collateral(cf_slice table, cf_snp_signing_key key, cf_buf *out);
-
-/* ---- configfs-tsm entries (lib/attest/tsm.c) -------------------------------------- */
-
-#define CF_TSM_DEFAULT_PATH "/sys/kernel/config/tsm/report"
-#define CF_TSM_OUTBLOB_MAX (64 * 1024)
-#define CF_TSM_AUXBLOB_MAX (64 * 1024)
-/* mkdir a fresh, uniquely named entry under root; its path into entry. */
-CF_RESULT cf_tsm_entry_create(const char *root, char *entry, size_t entry_size);
-/* On an existing fresh entry: read provider (must match `platform`: sev_guest
- * for SNP, tdx_guest for TDX), read generation, write report_data to inblob,
- * read outblob and auxblob, read generation again and require exactly one
- * write (ours) in between. */
-CF_RESULT cf_tsm_entry_generate(const char *entry, cf_platform platform,
-                                const uint8_t report_data[CF_REPORT_DATA_LEN], cf_buf *outblob, cf_buf *auxblob);
-/* rmdir the entry. */
-CF_RESULT cf_tsm_entry_remove(const char *entry);
-/* cf_tsm_collect on an existing entry (create/remove are the caller's):
- * evidence = outblob; collateral = for SNP the certificate table from the
- * auxblob turned into PEM (VEK of the report's SIGNING_KEY, then ASK/ASVK),
- * else <cfg->collateral_dir>/<platform>.collateral verbatim. */
-CF_RESULT cf_tsm_collect_entry(const cf_attester_config *cfg, const char *entry,
-                               const uint8_t report_data[CF_REPORT_DATA_LEN], cf_buf *evidence, cf_buf *collateral);
 
 #endif /* CONFIDE_SNP_H */

@@ -59,11 +59,25 @@ static CF_RESULT parse_der_sequence(cf_slice data, cf_snp_collateral *c)
         CF_ENSURE_MSG(++count <= CF_SNP_COLLATERAL_MAX_CERTS, CF_E_LIMIT, "snp collateral: too many certificates");
         const unsigned char *p = data.ptr;
         X509 *cert = d2i_X509(NULL, &p, (long)data.len);
+        X509_CRL *crl = NULL;
+        if (cert == NULL && c->vek != NULL) {
+            /* AMD KDS serves its CRL as DER: accept one after the VEK. */
+            p = data.ptr;
+            crl = d2i_X509_CRL(NULL, &p, (long)data.len);
+        }
         ERR_clear_error();
-        CF_ENSURE_MSG(cert != NULL, CF_E_CERT, "snp collateral: DER certificate does not parse");
+        CF_ENSURE_MSG(cert != NULL || crl != NULL, CF_E_CERT,
+                      "snp collateral: DER element is neither a certificate nor a CRL");
         size_t used = (size_t)(p - data.ptr);
         data.ptr += used;
         data.len -= used;
+        if (crl != NULL) {
+            if (sk_X509_CRL_push(c->crls, crl) <= 0) {
+                X509_CRL_free(crl);
+                CF_BAIL(CF_E_NO_MEMORY);
+            }
+            continue;
+        }
         CF_GUARD(add_cert(c, cert));
     }
     return CF_OK;

@@ -9,11 +9,12 @@
  * byte-identical copies (virtee/sev, google/go-sev-guest, trustee, microsoft;
  * shared/vectors/SOURCES.md §1).
  *
- * Pinning: every certificate is checked on load against the SHA-256 of its
+ * Pinning: every certificate is checked, when first decoded, against the SHA-256 of its
  * DER listed below (the ARK fingerprints are the ones in SOURCES.md §1 and
  * docs/attestation.md). An edited PEM here fails closed with internal_error
  * instead of silently trusting a different key.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/pem.h>
@@ -451,26 +452,45 @@ out:
     return result;
 }
 
-CF_RESULT cf_snp_root_ark(cf_snp_product p, X509 **out)
+/* Decoding an RSA-4096 certificate costs about as much as the rest of a
+ * cached verification, so the nine anchors are decoded and pinned once per
+ * process and handed out by reference (X509 is reference counted and safe
+ * to share read-only between threads). A certificate that fails to decode or
+ * to match its pin stays NULL and every use of it fails. */
+enum { ROLE_ARK, ROLE_ASK, ROLE_ASVK, ROLE_COUNT };
+static X509 *loaded[CF_SNP_PRODUCT_TURIN + 1][ROLE_COUNT];
+static pthread_once_t loaded_once = PTHREAD_ONCE_INIT;
+
+static void load_all(void)
 {
-    const snp_product_anchors *a = anchors_for(p);
-    CF_ENSURE_MSG(a != NULL, CF_E_UNSUPPORTED, "snp: no pinned ARK for this product");
-    return load_pinned(&a->ark, out);
+    for (int p = CF_SNP_PRODUCT_MILAN; p <= CF_SNP_PRODUCT_TURIN; p++) {
+        const snp_anchor *roles[ROLE_COUNT] = {&anchors[p].ark, &anchors[p].ask, &anchors[p].asvk};
+        for (int r = 0; r < ROLE_COUNT; r++) {
+            if (cf_is_error(load_pinned(roles[r], &loaded[p][r]))) {
+                loaded[p][r] = NULL;
+            }
+        }
+    }
+    cf_error_clear();
 }
 
-CF_RESULT cf_snp_root_ask(cf_snp_product p, X509 **out)
+static CF_RESULT get_anchor(cf_snp_product p, int role, X509 **out)
 {
-    const snp_product_anchors *a = anchors_for(p);
-    CF_ENSURE_MSG(a != NULL, CF_E_UNSUPPORTED, "snp: no embedded ASK for this product");
-    return load_pinned(&a->ask, out);
+    CF_ENSURE_REF(out);
+    *out = NULL;
+    CF_ENSURE_MSG(anchors_for(p) != NULL, CF_E_UNSUPPORTED, "snp: no pinned AMD certificates for this product");
+    pthread_once(&loaded_once, load_all);
+    X509 *cert = loaded[p][role];
+    CF_ENSURE_MSG(cert != NULL, CF_E_INTERNAL,
+                  "snp: embedded AMD certificate does not parse or does not match its pinned SHA-256");
+    CF_ENSURE(X509_up_ref(cert) == 1, CF_E_INTERNAL);
+    *out = cert;
+    return CF_OK;
 }
 
-CF_RESULT cf_snp_root_asvk(cf_snp_product p, X509 **out)
-{
-    const snp_product_anchors *a = anchors_for(p);
-    CF_ENSURE_MSG(a != NULL, CF_E_UNSUPPORTED, "snp: no embedded ASVK for this product");
-    return load_pinned(&a->asvk, out);
-}
+CF_RESULT cf_snp_root_ark(cf_snp_product p, X509 **out) { return get_anchor(p, ROLE_ARK, out); }
+CF_RESULT cf_snp_root_ask(cf_snp_product p, X509 **out) { return get_anchor(p, ROLE_ASK, out); }
+CF_RESULT cf_snp_root_asvk(cf_snp_product p, X509 **out) { return get_anchor(p, ROLE_ASVK, out); }
 
 const uint8_t *cf_snp_ark_fingerprint(cf_snp_product p)
 {

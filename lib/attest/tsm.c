@@ -26,6 +26,7 @@
 #include "confide/encoding.h"
 #include "confide/log.h"
 #include "confide/snp.h"
+#include "confide/tsm.h"
 
 #define ATTR_MAX 64 /* provider and generation are short text attributes */
 

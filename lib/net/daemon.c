@@ -323,6 +323,77 @@ void cf_flags_free(cf_flag_set *set)
     }
 }
 
+/* ---- addresses ---------------------------------------------------------------- */
+
+static bool host_char(char c, bool bracketed)
+{
+    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (bracketed) {
+        return hex || c == ':' || c == '.';
+    }
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+CF_RESULT cf_parse_host_port(const char *spec, uint16_t default_port, char *host, size_t host_size, uint16_t *port)
+{
+    CF_ENSURE_REF(spec);
+    CF_ENSURE_REF(host);
+    CF_ENSURE_REF(port);
+    CF_ENSURE(host_size > 0, CF_E_INVALID_ARGUMENT);
+    size_t len = strnlen(spec, 300);
+    CF_ENSURE_MSG(len > 0 && len < 300, CF_E_CONFIG, "address empty or too long");
+    cf_reader r = cf_reader_make(cf_slice_make(spec, len));
+    bool bracketed = spec[0] == '[';
+    const char *host_start = spec + (bracketed ? 1 : 0);
+    size_t host_len = 0;
+    const char *port_str = NULL;
+    if (bracketed) {
+        const char *close = memchr(spec, ']', len);
+        CF_ENSURE_MSG(close != NULL, CF_E_CONFIG, "missing ']' in address");
+        host_len = (size_t)(close - host_start);
+        size_t after = (size_t)(close - spec) + 1;
+        CF_GUARD(cf_reader_skip(&r, after));
+        if (!cf_reader_done(&r)) {
+            CF_ENSURE_MSG(spec[after] == ':', CF_E_CONFIG, "expected ':' after ']'");
+            port_str = spec + after + 1;
+        }
+    } else {
+        const char *colon = memchr(spec, ':', len);
+        if (colon != NULL) {
+            CF_ENSURE_MSG(memchr(colon + 1, ':', len - (size_t)(colon - spec) - 1) == NULL, CF_E_CONFIG,
+                          "IPv6 addresses need brackets: [addr]:port");
+            host_len = (size_t)(colon - spec);
+            port_str = colon + 1;
+        } else {
+            host_len = len;
+        }
+    }
+    CF_ENSURE_MSG(host_len > 0, CF_E_CONFIG, "address has no host");
+    CF_ENSURE_MSG(!bracketed || memchr(host_start, ':', host_len) != NULL, CF_E_CONFIG,
+                  "brackets are for IPv6 addresses only");
+    CF_ENSURE_MSG(host_len < host_size, CF_E_CONFIG, "host too long");
+    for (size_t i = 0; i < host_len; i++) {
+        CF_ENSURE_MSG(host_char(host_start[i], bracketed), CF_E_CONFIG, "bad character in host");
+    }
+    uint32_t p = default_port;
+    if (port_str != NULL) {
+        size_t plen = len - (size_t)(port_str - spec);
+        CF_ENSURE_MSG(plen >= 1 && plen <= 5, CF_E_CONFIG, "port must be 0..65535");
+        p = 0;
+        for (size_t i = 0; i < plen; i++) {
+            CF_ENSURE_MSG(port_str[i] >= '0' && port_str[i] <= '9', CF_E_CONFIG, "port must be 0..65535");
+            p = p * 10 + (uint32_t)(port_str[i] - '0');
+        }
+        CF_ENSURE_MSG(p <= 65535, CF_E_CONFIG, "port must be 0..65535");
+    } else {
+        CF_ENSURE_MSG(default_port != 0, CF_E_CONFIG, "address needs a port: host:port");
+    }
+    memcpy(host, host_start, host_len);
+    host[host_len] = '\0';
+    *port = (uint16_t)p;
+    return CF_OK;
+}
+
 /* ---- signals ------------------------------------------------------------------ */
 
 struct cf_daemon_signals {

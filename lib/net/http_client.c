@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -245,6 +246,11 @@ static size_t write_fn(char *ptr, size_t size, size_t nmemb, void *userdata)
     if (call->cancelled) {
         return 0;
     }
+    if (call->paused) {
+        /* Paused by cf_http_call_pause(): curl keeps this chunk and stops
+         * reading until resumed. */
+        return CURL_WRITEFUNC_PAUSE;
+    }
     if (n > call->max_response || call->received > call->max_response - n) {
         call->too_large = true;
         return 0;
@@ -467,8 +473,10 @@ CF_RESULT cf_http_call_start(cf_http_client *c, const cf_http_call_opts *o, cf_h
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_fn);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
 
+    bool has_content_type = false;
     for (size_t i = 0; o->headers != NULL && o->headers[i].name != NULL; i++) {
         const cf_http_header *h = &o->headers[i];
+        has_content_type = has_content_type || strcasecmp(h->name, "Content-Type") == 0;
         CF_ENSURE_MSG_OUT(header_safe(h->name) && header_safe(h->value) && h->name[0] != '\0' &&
                               strchr(h->name, ':') == NULL,
                           CF_E_INVALID_ARGUMENT, "header name/value missing or contains CR/LF");
@@ -480,10 +488,16 @@ CF_RESULT cf_http_call_start(cf_http_client *c, const cf_http_call_opts *o, cf_h
         CF_ENSURE_OUT(l != NULL, CF_E_NO_MEMORY);
         call->headers = l;
     }
-    /* No "Expect: 100-continue" round trip for large bodies. */
+    /* No "Expect: 100-continue" round trip for large bodies, and no default
+     * form-urlencoded type for bodies whose caller named no type. */
     struct curl_slist *l = curl_slist_append(call->headers, "Expect:");
     CF_ENSURE_OUT(l != NULL, CF_E_NO_MEMORY);
     call->headers = l;
+    if (!has_content_type) {
+        l = curl_slist_append(call->headers, "Content-Type:");
+        CF_ENSURE_OUT(l != NULL, CF_E_NO_MEMORY);
+        call->headers = l;
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
     CF_GUARD_OUT(set_method_and_body(call, o));
 
@@ -526,11 +540,15 @@ void cf_http_call_pause(cf_http_call *call)
     if (call == NULL || call->paused || call->cancelled) {
         return;
     }
+    /* Lazy pause: the next chunk curl reads is refused with
+     * CURL_WRITEFUNC_PAUSE (kept by curl, delivered after resume) and curl
+     * stops reading. This works the same inside a body callback (consume
+     * this chunk, pause before the next) and outside, and never calls into
+     * curl from within its own callbacks. */
     call->paused = true;
     if (call->idle_timer != NULL) {
         evtimer_del(call->idle_timer);
     }
-    curl_easy_pause(call->easy, CURLPAUSE_RECV);
 }
 
 void cf_http_call_resume(cf_http_call *call)

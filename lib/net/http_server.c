@@ -475,18 +475,27 @@ static void on_request(struct evhttp_request *evreq, void *arg)
 
 /* ---- TLS ------------------------------------------------------------------ */
 
+/* evhttp treats a NULL from this callback as "use a plain socket", which
+ * would serve cleartext HTTP on the TLS port. Fail closed instead: this only
+ * happens when memory is exhausted. */
+__attribute__((noreturn)) static void tls_unavailable(void)
+{
+    CF_LOG_ERROR("http_tls_alloc_failed");
+    abort();
+}
+
 static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 {
     cf_http_server *s = arg;
     SSL *ssl = SSL_new(s->ssl_ctx);
     if (ssl == NULL) {
-        return NULL; /* evhttp falls back to... nothing sensible: it fails the connection */
+        tls_unavailable();
     }
     struct bufferevent *bev =
         bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
         SSL_free(ssl);
-        return NULL;
+        tls_unavailable();
     }
     /* A client closing TCP without close_notify is an ordinary EOF here:
      * HTTP framing (Content-Length / chunked) already detects truncation. */

@@ -1264,6 +1264,24 @@ CF_RESULT cf_proto_reply_finish(cf_proto_session *s)
     }
 }
 
+CF_RESULT cf_proto_check_version_header(cf_slice value)
+{
+    while (value.len > 0 && (value.ptr[0] == ' ' || value.ptr[0] == '\t')) {
+        value.ptr++;
+        value.len--;
+    }
+    while (value.len > 0 && (value.ptr[value.len - 1] == ' ' || value.ptr[value.len - 1] == '\t')) {
+        value.len--;
+    }
+    CF_ENSURE_MSG(value.len > 0 && value.len <= 9, CF_E_MALFORMED, "Confide-Version is not a version number");
+    for (size_t i = 0; i < value.len; i++) {
+        CF_ENSURE_MSG(value.ptr[i] >= '0' && value.ptr[i] <= '9', CF_E_MALFORMED,
+                      "Confide-Version is not a version number");
+    }
+    CF_ENSURE_MSG(cf_slice_eq_cstr(value, "1"), CF_E_UNSUPPORTED_VERSION, "protocol version not supported");
+    return CF_OK;
+}
+
 /* ---- Plaintext errors ----------------------------------------------------------------------- */
 
 int cf_proto_error_status(cf_error_code code)

@@ -292,6 +292,37 @@ static void test_rate_limiter_lru_bounded(void **state)
     cf_rate_limiter_free(rl);
 }
 
+static void test_parse_host_port(void **state)
+{
+    (void)state;
+    char host[64];
+    uint16_t port = 1;
+    assert_cf_ok(cf_parse_host_port("127.0.0.1:8443", 0, host, sizeof host, &port));
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8443);
+    assert_cf_ok(cf_parse_host_port("[::1]:0", 0, host, sizeof host, &port));
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 0);
+    assert_cf_ok(cf_parse_host_port("gateway.example-1.com", 443, host, sizeof host, &port));
+    assert_string_equal(host, "gateway.example-1.com");
+    assert_int_equal(port, 443);
+    assert_cf_ok(cf_parse_host_port("[fe80::1]", 80, host, sizeof host, &port));
+    assert_string_equal(host, "fe80::1");
+    assert_int_equal(port, 80);
+    assert_cf_ok(cf_parse_host_port("localhost:65535", 0, host, sizeof host, &port));
+    assert_int_equal(port, 65535);
+
+    const char *bad[] = {"", ":8080", "host", "host:", "host:65536", "host:-1", "host:+1", "host:123456",
+                         "::1:80", "[::1", "[::1]x", "[::1]:", "[]:80", "ho st:1", "h/x:1", "[::g]:1",
+                         "host:80:90", "a:1x", "[1.2.3.4]:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_cf_error(cf_parse_host_port(bad[i], 0, host, sizeof host, &port), CF_E_CONFIG);
+    }
+    char tiny[4];
+    assert_cf_error(cf_parse_host_port("abcd:1", 0, tiny, sizeof tiny, &port), CF_E_CONFIG);
+    assert_cf_ok(cf_parse_host_port("abc:1", 0, tiny, sizeof tiny, &port));
+}
+
 int main(void)
 {
     cf_log_init("test_daemon", CF_LOG_WARN);
@@ -302,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_signals_through_loop),
         cmocka_unit_test(test_rate_limiter_bucket),
         cmocka_unit_test(test_rate_limiter_lru_bounded),
+        cmocka_unit_test(test_parse_host_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,8 +31,13 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Run the loop until *flag or ms elapsed; returns *flag. */
+/* Waiting budgets stretch under valgrind (everything runs ~20x slower);
+ * the timeouts under test do not. */
+static int slow(int ms) { return cf_test_under_valgrind() ? ms * 5 : ms; }
+
 static bool run_until(struct event_base *base, const bool *flag, int ms)
 {
+    ms = slow(ms);
     struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
     struct timeval tv = {0, 5000};
     event_add(t, &tv);
@@ -100,7 +105,7 @@ static void do_call(struct event_base *base, cf_http_client *client, const char 
 {
     memset(r, 0, sizeof *r);
     cf_buf_init(&r->body, 1 << 24);
-    cf_http_call_opts o = {.method = method, .url = url, .body = body, .total_timeout_ms = 1900,
+    cf_http_call_opts o = {.method = method, .url = url, .body = body, .total_timeout_ms = slow(1900),
                            .on_response = res_response, .on_body = res_body, .on_done = res_done, .arg = r};
     assert_cf_ok(cf_http_call_start(client, &o, NULL));
     assert_true(run_until(base, &r->done, 1950));
@@ -367,6 +372,7 @@ typedef struct reader {
     int fd;
     struct event *ev;
     size_t total;
+    char head[16];
     char tail[8];
     bool eof;
 } reader;
@@ -378,6 +384,10 @@ static void reader_cb(evutil_socket_t fd, short what, void *arg)
     char buf[65536];
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
+        if (rd->total < sizeof rd->head - 1) {
+            size_t h = sizeof rd->head - 1 - rd->total < (size_t)n ? sizeof rd->head - 1 - rd->total : (size_t)n;
+            memcpy(rd->head + rd->total, buf, h);
+        }
         rd->total += (size_t)n;
         size_t keep = (size_t)n < 7 ? (size_t)n : 7;
         size_t old = strlen(rd->tail);
@@ -517,6 +527,46 @@ static void test_stream_backpressure_slow_reader(void **state)
     fx_free(f);
 }
 
+/* A producer that ignores backpressure hits the hard cap instead of
+ * growing memory without bound. */
+static void greedy_handler(cf_http_request *req, void *arg)
+{
+    fixture *f = arg;
+    static uint8_t chunk[65536];
+    cf_http_stream_callbacks cbs = {.on_close = on_stream_close};
+    assert_cf_ok(cf_http_stream_start(req, 200, "application/octet-stream", NULL, &cbs, f));
+    size_t cap = 4 * 16384 + 1024 * 1024;
+    for (int i = 0; i < 100; i++) {
+        cf_result r = cf_http_stream_write(req, cf_slice_make(chunk, sizeof chunk));
+        if (cf_is_error(r)) {
+            assert_int_equal(cf_error_code_last(), CF_E_LIMIT);
+            f->stream_write_failed = true;
+            break;
+        }
+        f->produced += sizeof chunk;
+        assert_true(cf_http_stream_congested(req) || cf_http_stream_pending(req) < 16384);
+    }
+    assert_true(f->stream_write_failed);
+    assert_true(cf_http_stream_pending(req) <= cap);
+    assert_true(f->produced <= cap);
+    cf_http_stream_end(req);
+    f->stream_ended = true;
+}
+
+static void test_stream_hard_cap(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 16384};
+    fixture *f = fx_new(&cfg);
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/greedy", greedy_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /greedy HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(run_until(f->base, &f->stream_ended, 1900));
+    close(fd);
+    run_for(f->base, 20);
+    fx_free(f);
+}
+
 static void test_stream_client_disconnect(void **state)
 {
     (void)state;
@@ -584,6 +634,28 @@ static void test_deferred_response_client_gone(void **state)
     fx_free(f);
 }
 
+static void test_header_limit(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.max_headers_size = 2048};
+    fixture *f = fx_new(&cfg);
+    assert_cf_ok(cf_http_server_route(f->server, "POST", "/echo", echo_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 0);
+    char big[4096];
+    memset(big, 'h', sizeof big);
+    big[sizeof big - 1] = '\0';
+    raw_send(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    raw_send(fd, big);
+    raw_send(fd, "\r\nContent-Length: 0\r\n\r\n");
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &rd.eof, 1500)); /* answered, then closed */
+    assert_memory_equal(rd.head, "HTTP/1.1 400", 12); /* evhttp: header block too large */
+    assert_int_equal(cf_http_server_active(f->server), 0); /* the handler never ran */
+    reader_stop(&rd);
+    fx_free(f);
+}
+
 static void test_read_timeout_closes_slow_client(void **state)
 {
     (void)state;
@@ -595,6 +667,145 @@ static void test_read_timeout_closes_slow_client(void **state)
     reader_start(f->base, &rd, fd);
     assert_true(run_until(f->base, &rd.eof, 1500));
     reader_stop(&rd);
+    fx_free(f);
+}
+
+/* ---- relay: server stream fed by a client call (worker / proxy pattern) --------------- */
+
+typedef struct relay {
+    fixture *f;
+    cf_http_request *down;
+    cf_http_call *up;
+    int up_pauses;
+    int up_resumes;
+    bool finished;
+    bool down_closed;
+    cf_http_error up_error;
+} relay;
+
+static cf_http_body_action relay_body(cf_http_call *call, cf_slice data, void *arg)
+{
+    relay *rl = arg;
+    if (cf_is_error(cf_http_stream_write(rl->down, data))) {
+        return CF_HTTP_BODY_ABORT;
+    }
+    if (cf_http_stream_congested(rl->down)) {
+        cf_http_call_pause(call); /* this chunk is consumed; wait for on_writable */
+        rl->up_pauses++;
+    }
+    return CF_HTTP_BODY_CONTINUE;
+}
+
+static void relay_done(cf_http_call *call, cf_http_error error, void *arg)
+{
+    relay *rl = arg;
+    (void)call;
+    rl->up = NULL;
+    rl->up_error = error;
+    cf_http_stream_end(rl->down);
+    rl->down = NULL;
+    rl->finished = true;
+}
+
+static void relay_writable(cf_http_request *req, void *arg)
+{
+    relay *rl = arg;
+    (void)req;
+    if (rl->up != NULL && cf_http_call_paused(rl->up)) {
+        rl->up_resumes++;
+        cf_http_call_resume(rl->up);
+    }
+}
+
+static void relay_close(cf_http_request *req, void *arg)
+{
+    relay *rl = arg;
+    rl->down_closed = true;
+    if (rl->up != NULL) {
+        cf_http_call_cancel(rl->up); /* client gone: stop the upstream work */
+        rl->up = NULL;
+    }
+    cf_http_stream_end(req);
+    rl->down = NULL;
+    rl->finished = true;
+}
+
+static void relay_handler(cf_http_request *req, void *arg)
+{
+    relay *rl = arg;
+    cf_http_stream_callbacks cbs = {.on_writable = relay_writable, .on_close = relay_close};
+    assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", NULL, &cbs, rl));
+    rl->down = req;
+    cf_http_call_opts o = {.url = url(rl->f, "/stream"), .on_body = relay_body, .on_done = relay_done, .arg = rl};
+    assert_cf_ok(cf_http_call_start(rl->f->client, &o, &rl->up));
+}
+
+static void test_relay_backpressure_both_ways(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 64 * 1024, .stream_low_watermark = 16 * 1024};
+    fixture *f = fx_new(&cfg);
+    relay rl = {.f = f};
+    f->chunk = 16384;
+    f->produce_total = (size_t)(cf_test_under_valgrind() ? 12 : 24) * 1024 * 1024;
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/relay", relay_handler, &rl));
+
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /relay HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* The reader does not read: the relay pauses its upstream call, then
+     * the upstream producer (the "inference server") is congested too. */
+    for (int i = 0; i < 300 && rl.up_pauses == 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_true(rl.up_pauses > 0);
+    size_t steady = 0;
+    for (int i = 0; i < 15 && steady != f->produced; i++) {
+        steady = f->produced;
+        run_for(f->base, 100);
+    }
+    assert_int_equal(f->produced, steady);
+    assert_true(f->produced < f->produce_total);
+    assert_true(f->congestion_events > 0);
+    assert_true(cf_http_call_paused(rl.up));
+    assert_true(cf_http_stream_pending(rl.down) <= 64 * 1024 + 16384);
+
+    /* Reading resumes everything; the whole stream arrives. */
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &rl.finished, 1900));
+    assert_int_equal(rl.up_error, CF_HTTP_OK);
+    assert_true(rl.up_resumes > 0);
+    assert_true(f->stream_ended);
+    for (int i = 0; i < 100 && strcmp(rd.tail, "\r\n0\r\n\r\n") != 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_string_equal(rd.tail, "\r\n0\r\n\r\n");
+    assert_true(rd.total > f->produce_total);
+    reader_stop(&rd);
+    run_for(f->base, 20);
+
+    /* Second run: the reader vanishes; the relay cancels its upstream call
+     * and the upstream server sees its client (the relay) go away. */
+    memset(&rl, 0, sizeof rl);
+    rl.f = f;
+    f->produced = 0;
+    f->stream_ended = false;
+    f->closed = false;
+    f->close_calls = 0;
+    f->congestion_events = 0;
+    f->produce_total = 1u << 30;
+    fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /relay HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 300 && rl.up_pauses == 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_true(rl.up_pauses > 0);
+    close(fd);
+    assert_true(run_until(f->base, &rl.down_closed, 1900));
+    assert_true(run_until(f->base, &f->closed, 1900)); /* upstream stream got on_close */
+    assert_int_equal(cf_http_client_active(f->client), 0);
+    assert_int_equal(cf_http_server_active(f->server), 0);
     fx_free(f);
 }
 
@@ -681,8 +892,11 @@ int main(void)
         cmocka_unit_test(test_health_and_metrics),
         cmocka_unit_test(test_body_limit_413),
         cmocka_unit_test(test_stream_backpressure_slow_reader),
+        cmocka_unit_test(test_stream_hard_cap),
         cmocka_unit_test(test_stream_client_disconnect),
+        cmocka_unit_test(test_relay_backpressure_both_ways),
         cmocka_unit_test(test_deferred_response_client_gone),
+        cmocka_unit_test(test_header_limit),
         cmocka_unit_test(test_read_timeout_closes_slow_client),
         cmocka_unit_test(test_shutdown_drains_then_forces),
     };

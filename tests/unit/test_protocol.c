@@ -767,6 +767,57 @@ static void test_client_api(void **state)
     cf_buf_free(&out);
 }
 
+static void test_version_header(void **state)
+{
+    (void)state;
+    assert_cf_ok(cf_proto_check_version_header(cf_slice_cstr("1")));
+    assert_cf_ok(cf_proto_check_version_header(cf_slice_cstr(" 1 ")));
+    assert_cf_error(cf_proto_check_version_header(cf_slice_cstr("2")), CF_E_UNSUPPORTED_VERSION);
+    assert_cf_error(cf_proto_check_version_header(cf_slice_cstr("01")), CF_E_UNSUPPORTED_VERSION);
+    assert_cf_error(cf_proto_check_version_header(cf_slice_cstr("1,2")), CF_E_MALFORMED);
+    assert_cf_error(cf_proto_check_version_header(cf_slice_cstr("")), CF_E_MALFORMED);
+}
+
+/* The worker's padding applies to responses; bodies over the bound fail. */
+static void test_response_padding_and_limits(void **state)
+{
+    (void)state;
+    cf_buf enc, plain, r1, r2, dec;
+    cf_proto_session *cs = NULL, *ws = NULL;
+    seal_req(body1, 0, NOW, &enc, &cs);
+    cf_buf_init(&plain, 0);
+    cf_buf_init(&r1, 0);
+    cf_buf_init(&r2, 0);
+    cf_buf_init(&dec, 0);
+    cf_proto_open_options o = {.now_ms = NOW, .pad_bucket = 256};
+    assert_cf_ok(cf_proto_request_open(chat(), cf_buf_slice(&enc), lookup, NULL, &o, &plain, &ws));
+    assert_cf_ok(cf_proto_response_seal(ws, 200, cf_slice_cstr("{\"choices\":[\"a\"]}"), &r1));
+    cf_proto_session_free(ws);
+    ws = NULL;
+    plain.len = 0;
+    assert_cf_ok(cf_proto_request_open(chat(), cf_buf_slice(&enc), lookup, NULL, &o, &plain, &ws));
+    assert_cf_ok(cf_proto_response_seal(ws, 200, cf_slice_cstr("{\"choices\":[\"a much longer answer\"]}"), &r2));
+    assert_int_equal(r1.len, r2.len);
+    assert_cf_ok(cf_proto_response_open(cs, 200, cf_buf_slice(&r2), &dec));
+    assert_string_equal(cstr(&dec), "{\"choices\":[\"a much longer answer\"]}");
+    cf_proto_session_free(ws);
+    ws = NULL;
+
+    /* max_body bounds what the worker accepts and writes. */
+    cf_proto_open_options small = {.now_ms = NOW, .max_body = 64};
+    plain.len = 0;
+    assert_true(enc.len > 64);
+    assert_cf_error(cf_proto_request_open(chat(), cf_buf_slice(&enc), lookup, NULL, &small, &plain, &ws),
+                    CF_E_TOO_LARGE);
+    assert_null(ws);
+    cf_proto_session_free(cs);
+    cf_buf_free(&enc);
+    cf_buf_free(&plain);
+    cf_buf_free(&r1);
+    cf_buf_free(&r2);
+    cf_buf_free(&dec);
+}
+
 static void test_plaintext_error_bodies(void **state)
 {
     (void)state;
@@ -810,6 +861,8 @@ int main(void)
         cmocka_unit_test(test_stream_truncation_and_errors),
         cmocka_unit_test(test_client_api),
         cmocka_unit_test(test_plaintext_error_bodies),
+        cmocka_unit_test(test_version_header),
+        cmocka_unit_test(test_response_padding_and_limits),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -945,6 +945,23 @@ static void test_crl_check(void **state)
     assert_cf_error(cf_attest_verify(&in, &claims), CF_E_CERT);
     assert_non_null(strstr(cf_error_last()->detail, "CRL"));
 
+    /* The same CRL as DER after a DER VCEK (KDS serves it as DER). */
+    cf_buf der_coll;
+    load(V "turin/virtee_vcek_no_report.der", &der_coll);
+    unsigned char *crl_der = NULL;
+    int crl_der_len = i2d_X509_CRL(fake_amd, &crl_der);
+    assert_true(crl_der_len > 0);
+    assert_cf_ok(cf_buf_append(&der_coll, crl_der, (size_t)crl_der_len));
+    cf_snp_collateral parsed;
+    assert_cf_ok(cf_snp_collateral_parse(cf_buf_slice(&der_coll), &parsed));
+    assert_int_equal(sk_X509_CRL_num(parsed.crls), 1);
+    assert_cf_error(cf_snp_verify_chain(parsed.vek, parsed.intermediates, CF_SNP_PRODUCT_TURIN, CF_SNP_KEY_VCEK,
+                                        parsed.crls, true, T_VALID, NULL),
+                    CF_E_CERT);
+    cf_snp_collateral_free(&parsed);
+    OPENSSL_free(crl_der);
+    cf_buf_free(&der_coll);
+
     cf_buf_free(&rep);
     cf_buf_free(&coll);
     BIO_free(bio);

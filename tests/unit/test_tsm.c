@@ -20,6 +20,7 @@
 
 #include "confide/attest.h"
 #include "confide/snp.h"
+#include "confide/tsm.h"
 
 #define T_VALID INT64_C(1795132800)
 
@@ -59,15 +60,15 @@ static void *feed_generation(void *arg)
     gen_feeder *g = arg;
     for (int i = 0; i < 2; i++) {
         if (i == 1) {
-            /* Wait (up to 5 s) for the write to inblob. */
+            /* Wait (up to 30 s, valgrind on a loaded machine) for the write to inblob. */
             struct stat st;
-            for (int tries = 0; tries < 500 && !(stat(g->inblob, &st) == 0 && st.st_size == 64); tries++) {
+            for (int tries = 0; tries < 3000 && !(stat(g->inblob, &st) == 0 && st.st_size == 64); tries++) {
                 sleep_10ms();
             }
         }
         int fd = -1;
-        /* Wait (up to 5 s) for a reader to open the FIFO. */
-        for (int tries = 0; tries < 500 && fd < 0; tries++) {
+        /* Wait (up to 30 s) for a reader to open the FIFO. */
+        for (int tries = 0; tries < 3000 && fd < 0; tries++) {
             fd = open(g->path, O_WRONLY | O_NONBLOCK);
             if (fd < 0) {
                 sleep_10ms();
