@@ -1371,6 +1371,38 @@ static void test_as_restart(void **state)
     }
 }
 
+/* Overhead of the worker (decrypt, forward, encrypt) over a direct request
+ * to the same backend, measured and printed (loose bound: the check is that
+ * it is small, not a benchmark). */
+static void test_overhead(void **state)
+{
+    env_t *e = *state;
+    const char *body = "{\"model\":\"" FAKE_MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"timing "
+                       SECRET_PHRASE "\"}]}";
+    const int rounds = 100;
+    uint64_t t0 = cf_monotonic_ms();
+    for (int i = 0; i < rounds; i++) {
+        resp_t d;
+        http(&e->fake, "POST", "/v1/chat/completions", cf_slice_cstr(body), false, &d);
+        assert_int_equal(d.status, 200);
+        resp_free(&d);
+    }
+    uint64_t t1 = cf_monotonic_ms();
+    for (int i = 0; i < rounds; i++) {
+        exchange_t x;
+        sealed(e, &e->wt, "chat.completions", "/v1/chat/completions", body, &x);
+        assert_int_equal(x.status, 200);
+        assert_cf_ok(x.finish);
+        exchange_free(&x);
+    }
+    uint64_t t2 = cf_monotonic_ms();
+    double direct = (double)(t1 - t0) / rounds, via = (double)(t2 - t1) / rounds;
+    printf("# latency over %d requests: direct %.2f ms, through the worker (client seal/open included) %.2f ms, "
+           "overhead %.2f ms\n",
+           rounds, direct, via, via - direct);
+    assert_true(via - direct < 50.0);
+}
+
 /* ---- health, metrics, logs, shutdown ----------------------------------------------------------- */
 
 static void test_health_metrics(void **state)
@@ -1534,6 +1566,7 @@ int main(void)
         cmocka_unit_test(test_model_policy),
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_key_expiry_mid_stream),
+        cmocka_unit_test(test_overhead),
         cmocka_unit_test(test_health_metrics),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_tls_listener),
