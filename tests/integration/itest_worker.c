@@ -62,7 +62,7 @@
 
 /* ---- processes -------------------------------------------------------------------- */
 
-#define MAX_PROCS 8
+#define MAX_PROCS 16
 static pid_t g_pids[MAX_PROCS];
 static char *g_tmp;
 
@@ -379,13 +379,13 @@ static void wait_http_ok(const target_t *t, const char *path, int timeout_ms, pi
     fail_msg("%s not 200 after %d ms (log %s):\n%s", path, timeout_ms, log, read_text(log));
 }
 
-static pid_t start_worker(env_t *e, const char *name, const char *backend_sock, char log[512], bool valgrind,
-                          const char *const *extra)
+static pid_t start_worker_at(env_t *e, int as_port, const char *name, const char *backend_sock, char log[512],
+                             bool valgrind, const char *const *extra)
 {
     snprintf(log, 512, "%s/%s.log", g_tmp, name);
     char bin[600], as_url[64];
     snprintf(bin, sizeof bin, "%s/bin/confide-worker", build_dir());
-    snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", e->as.port);
+    snprintf(as_url, sizeof as_url, "http://127.0.0.1:%d", as_port);
     const char *argv[64];
     size_t n = 0;
     if (valgrind) {
@@ -408,6 +408,12 @@ static pid_t start_worker(env_t *e, const char *name, const char *backend_sock, 
     }
     argv[n] = NULL;
     return spawn(argv, log);
+}
+
+static pid_t start_worker(env_t *e, const char *name, const char *backend_sock, char log[512], bool valgrind,
+                          const char *const *extra)
+{
+    return start_worker_at(e, e->as.port, name, backend_sock, log, valgrind, extra);
 }
 
 static void upload_key(env_t *e, uint32_t ttl, uint8_t k[32], char key_id[23])
@@ -1023,6 +1029,89 @@ static void test_body_limit(void **state)
     assert_int_equal(fake_request_count(e), before);
 }
 
+/* An unknown key ID is fetched from the AS once before failing. Made
+ * deterministic with a second AS that admits one key stream: of two workers
+ * one streams, the other holds a valid token but no stream, so it can only
+ * learn the key by fetching it. */
+static void test_unknown_key_fetched_once(void **state)
+{
+    env_t *e = *state;
+    char log2[512], logs[2][512], bin[600];
+    snprintf(log2, sizeof log2, "%s/as-fetch.log", g_tmp);
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    const char *as_argv[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest_path,
+                             "--port", "0", "--max-workers", "1", "--keepalive", "1", NULL};
+    pid_t as2 = spawn(as_argv, log2);
+    int as2_port = wait_started(as2, log2, "event=as_started", 10000);
+    pid_t w[2];
+    target_t t[2] = {{0}, {0}};
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "worker-fetch%d", i);
+        w[i] = start_worker_at(e, as2_port, name, e->fake_sock, logs[i], false, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        t[i].port = wait_started(w[i], logs[i], "event=worker_started", 10000);
+    }
+    /* Both hold tokens; exactly one holds the stream. */
+    int streamless = -1;
+    for (int waited = 0; streamless < 0; waited += 100) {
+        double tok0 = metric(&t[0], "confide_worker_token_valid"), tok1 = metric(&t[1], "confide_worker_token_valid");
+        double up0 = metric(&t[0], "confide_worker_key_stream_up"), up1 = metric(&t[1], "confide_worker_key_stream_up");
+        if (tok0 == 1 && tok1 == 1 && up0 + up1 == 1) {
+            streamless = up0 == 1 ? 1 : 0;
+        } else if (waited > 15000) {
+            fail_msg("fetch setup: tokens %.0f %.0f, streams %.0f %.0f", tok0, tok1, up0, up1);
+        } else {
+            usleep(100000);
+        }
+    }
+    /* The client uploads a key to that AS. */
+    target_t saved_as = e->as;
+    cf_as_identity saved_id = e->id;
+    uint8_t k[32];
+    char key_id[23];
+    e->as = (target_t){.port = as2_port};
+    verify_as(e);
+    upload_key(e, 600, k, key_id);
+    cf_as_identity_free(&e->id);
+    e->as = saved_as;
+    e->id = saved_id;
+
+    const char *body = "{\"model\":\"" FAKE_MODEL "\",\"messages\":[{\"role\":\"user\",\"content\":\"fetched "
+                       SECRET_PHRASE "\"}]}";
+    target_t *tw = &t[streamless];
+    assert_true(metric(tw, "confide_worker_keys") == 0);
+    for (int round = 0; round < 2; round++) {
+        cf_buf enc;
+        cf_buf_init(&enc, 0);
+        cf_client_call *call = NULL;
+        assert_cf_ok(cf_client_seal_request(k, "chat.completions", cf_slice_cstr(body), NULL, &enc, &call));
+        exchange_t x;
+        send_sealed(tw, "/v1/chat/completions", cf_buf_slice(&enc), call, &x);
+        assert_null(x.plaintext_error);
+        assert_int_equal(x.status, 200);
+        assert_cf_ok(x.finish);
+        assert_non_null(strstr((const char *)x.plain.data, "echo: fetched " SECRET_PHRASE));
+        exchange_free(&x);
+        cf_client_call_free(call);
+        cf_buf_free(&enc);
+    }
+    /* Fetched once, then served from the cache. */
+    assert_true(metric(tw, "confide_worker_key_fetches_total{result=\"found\"}") == 1);
+    assert_true(metric(tw, "confide_worker_keys") == 1);
+    cf_wipe(k, sizeof k);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(stop_proc(w[i], 10000), 0);
+    }
+    assert_int_equal(stop_proc(as2, 10000), 0);
+    for (int i = 0; i < 2; i++) {
+        char *text = read_text(logs[i]);
+        assert_null(strstr(text, SECRET_PHRASE));
+        free(text);
+    }
+}
+
 static void test_replay_refused(void **state)
 {
     env_t *e = *state;
@@ -1573,6 +1662,7 @@ int main(void)
         cmocka_unit_test(test_llama_models_passthrough),
         cmocka_unit_test(test_refusals_never_reach_backend),
         cmocka_unit_test(test_replay_refused),
+        cmocka_unit_test(test_unknown_key_fetched_once),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_model_policy),
         cmocka_unit_test(test_faults),
