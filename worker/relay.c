@@ -30,6 +30,7 @@ static void relay_write(worker_request *r)
     if (cf_is_error(cf_http_stream_write(r->req, cf_buf_slice(&r->out)))) {
         /* Client gone (on_close follows from the loop) or over the hard
          * cap: stop producing. */
+        CF_LOG_WARN("stream_write_failed", cf_kv_id("req", r->id), cf_kv_last_error());
         r->relay_failed = true;
     } else {
         r->bytes_out += r->out.len;

@@ -25,7 +25,8 @@
 static const char *const ep_names[EP_COUNT] = {"chat.completions", "completions", "embeddings", "models"};
 static const char *const outcome_names[OUT_COUNT] = {"ok", "rejected", "backend_error", "failed", "cancelled"};
 
-static const cf_http_header plain_error_headers_base[] = {{CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
+/* On every answer that is not encrypted. */
+static const cf_http_header versions_header[] = {{CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
 const cf_http_header worker_reply_headers[] = {
     {CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_VERSIONS, "1"}, {"Cache-Control", "no-store"}, {NULL, NULL}};
 
@@ -65,7 +66,7 @@ void worker_request_finish(worker_request *r, int outcome)
         cf_metric_set(w->m.streams_active, (double)w->streams);
     }
     CF_LOG_INFO("request", cf_kv_id("req", r->id), cf_kv_str("endpoint", ep_names[r->ep_index]),
-                cf_kv_str("key_id", r->session ? cf_proto_session_key_id(r->session) : ""),
+                cf_kv_str("key_id", r->session ? cf_proto_session_key_id(r->session) : r->key_id),
                 cf_kv_int("status", r->reply_status), cf_kv_str("outcome", outcome_names[outcome]),
                 cf_kv_str("code", r->code ? r->code : ""), cf_kv_str("stream", r->streaming ? "yes" : "no"),
                 cf_kv_uint("events", r->events), cf_kv_uint("bytes_out", r->bytes_out),
@@ -145,7 +146,7 @@ static void reject_plain(worker_request *r, cf_error_code code)
     r->reply_status = cf_proto_error_status(code);
     const cf_http_header headers[] = {{CF_PROTO_HDR_PLAINTEXT, "1"},
                                       {CF_PROTO_HDR_ERROR, cf_error_name(code)},
-                                      plain_error_headers_base[0],
+                                      versions_header[0],
                                       {"Cache-Control", "no-store"},
                                       {NULL, NULL}};
     if (cf_is_error(cf_proto_error_body(code, plain_message(code), &body)) ||
@@ -309,12 +310,13 @@ static void forward(worker_request *r)
     /* The model is a plain field, authenticated by every tag we just
      * verified: the gateway could not have changed it. */
     if (cf_is_error(cf_json_lookup(cf_buf_slice(&r->plain), NULL, cf_slice_cstr("model"), &raw, &type)) ||
-        type != CF_JSON_STRING || cf_is_error(cf_json_string_decode(raw, &model))) {
+        type != CF_JSON_STRING) {
         worker_respond_error_sealed(r, 400, "invalid_request_error", "model_required",
                                     "the request must name a model (a string)", OUT_FAILED);
         goto out;
     }
-    if (!worker_serves(w, cf_buf_slice(&model))) {
+    /* A name longer than any manifest model name cannot be served. */
+    if (cf_is_error(cf_json_string_decode(raw, &model)) || !worker_serves(w, cf_buf_slice(&model))) {
         worker_respond_error_sealed(r, 404, "invalid_request_error", "model_not_found",
                                     "this worker's manifest policy does not serve the requested model", OUT_FAILED);
         goto out;
@@ -402,9 +404,11 @@ static void try_open(worker_request *r)
         char key_id[CF_PROTO_KEY_ID_LEN + 1];
         int64_t salt_ms;
         r->fetch_tried = true;
-        if (cf_is_ok(cf_proto_request_peek(ep, body, key_id, &salt_ms)) &&
-            cf_is_ok(worker_fetch_key(w, key_id, on_key_fetched, r, &r->fetch))) {
-            return; /* on_key_fetched continues */
+        if (cf_is_ok(cf_proto_request_peek(ep, body, key_id, &salt_ms))) {
+            memcpy(r->key_id, key_id, sizeof r->key_id); /* public: for the log line */
+            if (cf_is_ok(worker_fetch_key(w, key_id, on_key_fetched, r, &r->fetch))) {
+                return; /* on_key_fetched continues */
+            }
         }
         code = CF_E_UNKNOWN_KEY;
     }
@@ -467,7 +471,7 @@ static void on_models_done(cf_http_call *call, cf_http_error error, void *arg)
         r->code = "upstream_error";
         if (cf_is_error(cf_http_respond_error(r->req, r->reply_status, "upstream_error", "upstream_error",
                                               "the inference server did not answer /v1/models",
-                                              plain_error_headers_base))) {
+                                              versions_header))) {
             /* freed either way */
         }
         worker_request_finish(r, OUT_FAILED);
@@ -477,7 +481,7 @@ static void on_models_done(cf_http_call *call, cf_http_error error, void *arg)
     r->bytes_out += r->reply.len;
     cf_metric_add(r->w->m.bytes_out, (double)r->reply.len);
     if (cf_is_error(cf_http_respond(r->req, (int)r->backend_status, "application/json", cf_buf_slice(&r->reply),
-                                    plain_error_headers_base))) {
+                                    versions_header))) {
         CF_LOG_WARN("respond_failed", cf_kv_id("req", r->id), cf_kv_last_error());
     }
     worker_request_finish(r, r->backend_status >= 200 && r->backend_status < 300 ? OUT_OK : OUT_BACKEND);

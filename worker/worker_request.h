@@ -30,6 +30,7 @@ struct worker_request {
     long backend_status;
     int reply_status;
     const char *code; /* static error code for the log line */
+    char key_id[CF_PROTO_KEY_ID_LEN + 1]; /* peeked before decryption (public) */
     uint64_t t_start, t_forward;
     bool ttfb_seen;
     bool reply_too_large;
