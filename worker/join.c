@@ -33,6 +33,7 @@ struct as_call_ctx {
     void (*on_done)(as_call_ctx *c, cf_http_error error);
     /* key fetch */
     char key_id[CF_KEY_ID_LEN + 1];
+    uint8_t nonce[CF_STREAM_NONCE_LEN]; /* fresh per fetch, signed into the answer */
     void (*fetch_done)(void *arg, bool found);
     void *fetch_arg;
 };
@@ -380,8 +381,8 @@ static CF_RESULT on_key_event(void *ctx, const cf_sse_event *sse)
     name[sse->type.len] = '\0';
     /* Signature (AS key from its verified attestation), sequence number,
      * addressee, HPKE unwrap and key-id derivation are all checked here. */
-    CF_GUARD_OUT(cf_key_event_open(w->join.as_id.signing_key, w->join.grant.worker_id, &w->join.kp, name, sse->data,
-                                   w->join.stream_seq, &ev));
+    CF_GUARD_OUT(cf_key_event_open(w->join.as_id.signing_key, w->join.grant.worker_id, w->join.stream_nonce,
+                                   &w->join.kp, name, sse->data, w->join.stream_seq, &ev));
     w->join.stream_seq++;
     switch (ev.type) {
     case CF_KEY_EVENT_PUT:
@@ -486,7 +487,7 @@ static void on_stream_done(cf_http_call *call, cf_http_error error, void *arg)
 
 static void stream_open(worker_state *w)
 {
-    char url[1024], auth[4096];
+    char url[1024], auth[4096], query[CF_STREAM_QUERY_MAX];
     if (w->join.stream != NULL || w->shutting_down) {
         return;
     }
@@ -496,7 +497,15 @@ static void stream_open(worker_state *w)
         }
         return;
     }
-    int n = snprintf(url, sizeof url, "%s/v1/workers/keys", w->cfg.as_url);
+    /* A fresh nonce per stream, signed into every event: a recorded stream
+     * cannot be replayed to us (it could resurrect deleted keys). */
+    if (cf_is_error(cf_random(w->join.stream_nonce, sizeof w->join.stream_nonce)) ||
+        cf_is_error(cf_key_stream_query_build(w->join.stream_nonce, query))) {
+        CF_LOG_ERROR("key_stream_failed", cf_kv_last_error());
+        stream_reconnect_later(w);
+        return;
+    }
+    int n = snprintf(url, sizeof url, "%s/v1/workers/keys?%s", w->cfg.as_url, query);
     int a = snprintf(auth, sizeof auth, "Bearer %s", w->join.grant.token);
     if (n <= 0 || (size_t)n >= sizeof url || a <= 0 || (size_t)a >= sizeof auth) {
         cf_wipe(auth, sizeof auth);
@@ -567,7 +576,7 @@ static void on_key_fetched(as_call_ctx *c, cf_http_error error)
     cf_key_event ev;
     memset(&ev, 0, sizeof ev);
     if (error == CF_HTTP_OK && c->status == 200 && w->join.have_as_id && w->join.have_grant &&
-        cf_is_ok(cf_key_event_open(w->join.as_id.signing_key, w->join.grant.worker_id, &w->join.kp, "key",
+        cf_is_ok(cf_key_event_open(w->join.as_id.signing_key, w->join.grant.worker_id, c->nonce, &w->join.kp, "key",
                                    cf_buf_slice(&c->body), 0, &ev)) &&
         ev.type == CF_KEY_EVENT_KEY && strcmp(ev.key_id, c->key_id) == 0 &&
         cf_is_ok(worker_keys_put(w, &ev, w->join.generation))) {
@@ -606,8 +615,13 @@ CF_RESULT worker_fetch_key(worker_state *w, const char *key_id, void (*done)(voi
     CF_ENSURE_MSG_OUT(!worker_keys_recent_miss(&w->keys, key_id, worker_now()), CF_E_UNKNOWN_KEY,
                       "the AS recently did not have this key");
     CF_ENSURE_MSG_OUT(w->fetches < (size_t)w->cfg.max_key_fetches, CF_E_UNKNOWN_KEY, "too many key fetches in flight");
-    CF_GUARD_OUT(cf_key_fetch_build(key_id, &body));
+    /* A fresh nonce the answer must be signed over: a recorded answer
+     * (e.g. for a key deleted since) cannot be replayed to us. */
+    uint8_t nonce[CF_STREAM_NONCE_LEN];
+    CF_GUARD_OUT(cf_random(nonce, sizeof nonce));
+    CF_GUARD_OUT(cf_key_fetch_build(key_id, nonce, &body));
     CF_GUARD_OUT(as_call_start(w, "POST", "/v1/workers/key", cf_buf_slice(&body), true, on_key_fetched, &c));
+    memcpy(c->nonce, nonce, sizeof nonce);
     snprintf(c->key_id, sizeof c->key_id, "%s", key_id);
     c->fetch_done = done;
     c->fetch_arg = arg;

@@ -178,6 +178,7 @@ typedef struct worker_join {
     bool stream_ready;        /* "ready" received on the current stream */
     uint64_t stream_lost_ms;  /* monotonic time the last ready stream ended */
     uint64_t stream_seq;
+    uint8_t stream_nonce[CF_STREAM_NONCE_LEN]; /* fresh per stream, signed into its events */
     uint64_t generation;
     unsigned stream_failures;
     struct event *stream_timer;
