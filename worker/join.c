@@ -593,7 +593,7 @@ static void on_key_fetched(as_call_ctx *c, cf_http_error error)
             schedule_join(w, 0);
         }
         cf_metric_inc(w->m.key_fetches_failed);
-        worker_keys_note_miss(&w->keys, c->key_id, worker_now() + w->cfg.unknown_key_ttl_s);
+        cf_worker_keys_note_miss(&w->keys, c->key_id, worker_now() + w->cfg.unknown_key_ttl_s);
         CF_LOG_INFO("key_fetch_failed", cf_kv_str("key_id", c->key_id), cf_kv_int("status", c->status),
                     cf_kv_str("err", cf_http_error_name(error)));
     }
@@ -612,7 +612,7 @@ CF_RESULT worker_fetch_key(worker_state *w, const char *key_id, void (*done)(voi
     cf_buf_init(&body, 1024);
     as_call_ctx *c = NULL;
     CF_ENSURE_MSG_OUT(worker_token_valid(w) && w->join.have_as_id, CF_E_UNKNOWN_KEY, "not joined to the AS");
-    CF_ENSURE_MSG_OUT(!worker_keys_recent_miss(&w->keys, key_id, worker_now()), CF_E_UNKNOWN_KEY,
+    CF_ENSURE_MSG_OUT(!cf_worker_keys_recent_miss(&w->keys, key_id, worker_now()), CF_E_UNKNOWN_KEY,
                       "the AS recently did not have this key");
     CF_ENSURE_MSG_OUT(w->fetches < (size_t)w->cfg.max_key_fetches, CF_E_UNKNOWN_KEY, "too many key fetches in flight");
     /* A fresh nonce the answer must be signed over: a recorded answer

@@ -53,7 +53,7 @@ static cf_flag flags[] = {
      &W->max_streams, false, 1, 100000},
     {"max-requests", CF_FLAG_INT, "1024", "most requests in flight (503 beyond)", &W->max_requests, false, 1, 1000000},
     {"max-keys", CF_FLAG_INT, "10000", "most inference secrets held (the key expiring first is evicted)",
-     &W->max_keys, false, 1, 10000000},
+     &W->max_keys, false, 1, 1000000},
     {"replay-window-ms", CF_FLAG_INT, "300000", "accept salts within this many ms of our clock (stale_request beyond)",
      &W->replay_window_ms, false, 1000, 86400000},
     {"replay-capacity", CF_FLAG_INT, "65536", "accepted (key id, salt) pairs remembered per generation",
@@ -247,7 +247,7 @@ static CF_RESULT setup(worker_state *w)
     CF_ENSURE_MSG(w->cfg.backoff_min_ms <= w->cfg.backoff_max_ms, CF_E_CONFIG,
                   "--backoff-min-ms must not exceed --backoff-max-ms");
     CF_GUARD_MSG(cf_manifest_load(w->cfg.manifest_path, &w->manifest), "--manifest");
-    CF_GUARD(worker_keys_init(&w->keys, (size_t)w->cfg.max_keys));
+    CF_GUARD(cf_worker_keys_init(&w->keys, (size_t)w->cfg.max_keys));
     CF_GUARD(cf_replay_new((size_t)w->cfg.replay_capacity, w->cfg.replay_window_ms, &w->replay));
     CF_GUARD(metrics_init(w));
 
@@ -299,7 +299,7 @@ static void teardown(worker_state *w)
     cf_http_client_free(w->backend);
     cf_daemon_signals_free(w->signals);
     cf_replay_free(w->replay);
-    worker_keys_free(&w->keys);
+    cf_worker_keys_free(&w->keys);
     cf_metrics_free(w->m.registry);
     if (w->base != NULL) {
         event_base_free(w->base);

@@ -49,6 +49,7 @@
 #include "confide/metrics.h"
 #include "confide/protocol.h"
 #include "confide/replay.h"
+#include "confide/worker_keys.h"
 
 /* ---- configuration -------------------------------------------------------------- */
 
@@ -122,30 +123,9 @@ typedef struct worker_metrics {
     cf_metric *backend_pauses;
 } worker_metrics;
 
-/* ---- key cache (keys.c) ------------------------------------------------------------- */
+/* ---- key cache (keys.c over lib/worker_keys) ---------------------------------------- */
 
-typedef struct worker_key {
-    char key_id[CF_KEY_ID_LEN + 1];
-    uint8_t k[CF_INFERENCE_KEY_LEN];
-    int64_t expires_at;
-    cf_key_scope scope;
-    uint64_t generation; /* key stream connection that last confirmed it */
-} worker_key;
-
-typedef struct worker_miss {
-    char key_id[CF_KEY_ID_LEN + 1];
-    int64_t until;
-} worker_miss;
-
-#define WORKER_MISS_SLOTS 256
-
-typedef struct worker_keys {
-    worker_key *keys;
-    size_t count;
-    size_t cap;
-    worker_miss misses[WORKER_MISS_SLOTS];
-    size_t miss_next;
-} worker_keys;
+typedef cf_worker_key worker_key;
 
 /* ---- join state (join.c) -------------------------------------------------------------- */
 
@@ -203,7 +183,7 @@ typedef struct worker_state {
     cf_attester_config attester;
     cf_manifest *manifest; /* the pinned manifest (--manifest) */
 
-    worker_keys keys;
+    cf_worker_keys keys;
     worker_join join;
     cf_replay_guard *replay;
     worker_metrics m;
@@ -216,19 +196,13 @@ typedef struct worker_state {
 int64_t worker_now(void);
 int64_t worker_now_ms(void);
 
-/* keys.c */
-CF_RESULT worker_keys_init(worker_keys *ks, size_t cap);
-void worker_keys_free(worker_keys *ks);
-/* Insert or replace; evicts the key expiring first when full. */
+/* keys.c: the cache plus metrics and logs. */
+/* Insert or replace (from a verified key event); logs an eviction. */
 CF_RESULT worker_keys_put(worker_state *w, const cf_key_event *ev, uint64_t generation);
 void worker_keys_delete(worker_state *w, const char *key_id);
 /* Drop expired keys (and keys the current stream generation did not confirm,
- * when `generation` is non-zero). */
+ * when `keep_generation` is non-zero). */
 void worker_keys_sweep(worker_state *w, int64_t now, uint64_t keep_generation);
-const worker_key *worker_keys_find(const worker_keys *ks, const char *key_id, int64_t now);
-/* Negative cache: key IDs the AS recently said it does not have. */
-bool worker_keys_recent_miss(const worker_keys *ks, const char *key_id, int64_t now);
-void worker_keys_note_miss(worker_keys *ks, const char *key_id, int64_t until);
 /* cf_proto_key_lookup_fn over the cache (ctx = worker_state). */
 CF_RESULT worker_key_lookup(void *ctx, const char *key_id, uint8_t secret[CF_PROTO_SECRET_LEN]);
 
