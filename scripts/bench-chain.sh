@@ -16,11 +16,14 @@
 # (skipped when it is not built: scripts/e2e-prepare.sh).
 #
 # Figures: requests/s and p50/p99 latency of a 1 KiB non-streamed chat
-# request (wrk, BENCH_CONNECTIONS connections for BENCH_SECONDS after a 1 s
-# warm-up), and, for a streamed reply, time to first token and tokens/s
-# (bench/chain/stream.mjs, BENCH_STREAMS requests one after the other).
+# request (wrk, BENCH_CONNECTIONS connections, two runs of BENCH_SECONDS per
+# chain, each after a 1 s warm-up, in the order a b c then c b a), and, for a
+# streamed reply, time to first token and tokens/s (bench/chain/stream.mjs,
+# BENCH_STREAMS requests per chain, one at a time, the chains taking turns).
+# The machine's load changes during a run; the alternating orders spread
+# that over all chains instead of favouring the ones measured first.
 #
-# Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (8), BENCH_STREAMS (40),
+# Env: BENCH_SECONDS (3), BENCH_CONNECTIONS (8), BENCH_STREAMS (40),
 #      BENCH_LLAMA (1; 0 skips the llama-server round), BENCH_LLAMA_CONNECTIONS
 #      (2: llama-server's --parallel slots; more would only measure its queue),
 #      CONFIDE_BUILD.
@@ -29,7 +32,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${CONFIDE_BUILD:-$root/build/default}
 bin=$build/bin
-secs=${BENCH_SECONDS:-5}
+secs=${BENCH_SECONDS:-3}
 conns=${BENCH_CONNECTIONS:-8}
 llama_conns=${BENCH_LLAMA_CONNECTIONS:-2}
 streams=${BENCH_STREAMS:-40}
@@ -93,6 +96,10 @@ def body(model, stream, max_tokens, size=1024):
     b = {"model": model, "messages": [{"role": "system", "content": "You are a terse assistant."},
                                        {"role": "user", "content": ""}],
          "max_tokens": max_tokens, "temperature": 0}
+    if model != "bench":
+        # llama-server: no prompt-cache reuse between requests, so that (c),
+        # whose random cache_salt never hits the cache, pays what (a) and (b) pay.
+        b["cache_prompt"] = False
     if stream:
         b["stream"] = True
         b["ignore_eos"] = True
@@ -229,37 +236,53 @@ declare -A label=(
     [c]="(c) app -> proxy -> nginx -> worker -> backend"
 )
 
-# wrk_run CHAIN BODY -> "rps p50_ms p99_ms errors"
-wrk_run() {
+# wrk_half CHAIN BODY -> "requests seconds p50_ms p99_ms errors" (one wrk run
+# of $secs after a 1 s warm-up)
+wrk_half() {
     local u=${url[$1]} body=$2 out
     BENCH_BODY=$body wrk -t1 -c"$conns" -d1s -s "$root/bench/chain/post.lua" "$u" >/dev/null 2>&1 || true
     out=$(BENCH_BODY=$body wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$root/bench/chain/post.lua" "$u" 2>&1) || {
         say "wrk failed on $1: $out"; exit 1; }
-    echo "$out" >"$work/wrk-$1-$(basename "$body" .json).txt"
+    echo "$out" >>"$work/wrk-$1-$(basename "$body" .json).txt"
     echo "$out" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-        /^Requests\/sec:/ { rps = $2 }
+        / requests in / { n = $1; d = $4; sub(/,$/, "", d); d = ms(d) / 1000 }
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
         /Non-2xx or 3xx responses:/ { err += $NF }
         /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) err += $i }
-        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, err }'
+        END { printf "%d %.3f %.3f %.3f %d\n", n, d, p50, p99, err }'
 }
-# stream_run CHAIN BODY -> "ttft_p50_ms tokens_per_s errors"
-stream_run() {
-    local u=${url[$1]} body=$2 out
-    out=$(node "$root/bench/chain/stream.mjs" --url "$u" --body "$body" --requests "$streams" --warmup 3) || true
-    echo "$out" >"$work/stream-$1-$(basename "$body" .json).txt"
-    echo "$out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read() or "{}"); print(r.get("ttft_ms_p50"), r.get("tokens_per_s_p50"), r.get("errors", 1), r.get("tokens"))'
+# wrk_all BODY: every chain twice, in the order a b c then c b a (a change in
+# the machine's load then hits every chain alike); per chain R[round,chain,req]
+# = "req/s p50_ms p99_ms errors" (req/s over both halves, latencies their mean).
+wrk_all() {
+    local round=$1 body=$2 chain
+    declare -A half1 half2
+    for chain in a b c; do half1[$chain]=$(wrk_half "$chain" "$body"); done
+    for chain in c b a; do half2[$chain]=$(wrk_half "$chain" "$body"); done
+    for chain in a b c; do
+        R[$round,$chain,req]=$(python3 -c '
+import sys
+a, b = (list(map(float, x.split())) for x in sys.argv[1:3])
+print(f"{(a[0] + b[0]) / (a[1] + b[1]):.0f} {(a[2] + b[2]) / 2:.2f} {(a[3] + b[3]) / 2:.2f} {int(a[4] + b[4])}")' \
+            "${half1[$chain]}" "${half2[$chain]}")
+    done
+}
+# stream_all ROUND BODY: the three chains take turns request by request
+# (bench/chain/stream.mjs); R[round,chain,stream] = "ttft_p50_ms tokens_per_s errors tokens"
+stream_all() {
+    local round=$1 body=$2 out chain line
+    out=$(node "$root/bench/chain/stream.mjs" --url "${url[a]}" --url "${url[b]}" --url "${url[c]}" \
+        --body "$body" --requests "$streams" --warmup 3) || true
+    echo "$out" >"$work/stream-$round.txt"
+    for chain in a b c; do
+        line=$(grep -F "\"url\":\"${url[$chain]}\"" <<<"$out" || true)
+        R[$round,$chain,stream]=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1] or "{}"); print(r.get("ttft_ms_p50"), r.get("tokens_per_s_p50"), r.get("errors", 1), r.get("tokens"))' "$line")
+    done
 }
 
 declare -A R
-measure() { # ROUND NONSTREAM_BODY STREAM_BODY
-    local round=$1 chain
-    for chain in a b c; do R[$round,$chain,req]=$(wrk_run "$chain" "$2"); done
-    [ -z "${3:-}" ] || for chain in a b c; do R[$round,$chain,stream]=$(stream_run "$chain" "$3"); done
-}
-
 failures=0
 table() { # ROUND TITLE
     local round=$1 chain rps p50 p99 err ttft tps serr tokens
@@ -290,10 +313,10 @@ EOF
 
 say "instant backend: $secs s per chain, $conns connections, $streams streamed requests"
 instant_backend json
-measure instant "$work/chat-1k.json"
+wrk_all instant "$work/chat-1k.json"
 stop_backend
 instant_backend sse
-for chain in a b c; do R[instant,$chain,stream]=$(stream_run "$chain" "$work/chat-stream.json"); done
+stream_all instant "$work/chat-stream.json"
 stop_backend
 
 llama_ok=0
@@ -308,7 +331,8 @@ if [ "$with_llama" = 1 ]; then
         say "llama-server backend: $llama_conns connections, max_tokens 16 (non-streamed) and 64 (streamed)"
         instant_conns=$conns
         conns=$llama_conns
-        measure llama "$work/llama-1k.json" "$work/llama-stream.json"
+        wrk_all llama "$work/llama-1k.json"
+        stream_all llama "$work/llama-stream.json"
         conns=$instant_conns
         llama_ok=1
     else
@@ -318,7 +342,7 @@ fi
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 printf '\n## chain benchmark — %s, %s CPUs (%s), loopback\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$cpu"
-printf 'wrk -t1 -c%s -d%ss, 1 KiB chat request; streams: %s requests one at a time\n' "$conns" "$secs" "$streams"
+printf 'wrk -t1 -c%s, 2 x %s s per chain (order a b c, then c b a), 1 KiB chat request; streams: %s per chain, one at a time, chains taking turns\n' "$conns" "$secs" "$streams"
 table instant "### instant backend (nginx answering from memory; stream: 64 content events)"
 [ "$llama_ok" = 0 ] || table llama "### llama-server (random-weight test model, 1 thread, wrk -c$llama_conns; stream: 64 tokens)"
 echo

@@ -2,13 +2,15 @@
 // stream.mjs — streamed-reply figures for the chain benchmark
 // (scripts/bench-chain.sh): time to first token and tokens per second.
 //
-//   node bench/chain/stream.mjs --url http://127.0.0.1:PORT/v1/chat/completions
-//        --body FILE [--requests N] [--warmup N] [--timeout-ms MS]
+//   node bench/chain/stream.mjs --url URL [--url URL2 ...] --body FILE
+//        [--requests N] [--warmup N] [--timeout-ms MS]
 //
-// Sends N streamed requests one after the other (after `--warmup` unmeasured
-// ones) over one keep-alive connection, parses each event stream, and prints
-// one JSON line:
-//   {"requests":N,"errors":E,"ttft_ms_p50":…,"ttft_ms_p99":…,
+// Sends N streamed requests to each URL, one request at a time, over one
+// keep-alive connection per URL (after `--warmup` unmeasured ones each). The
+// URLs take turns request by request, in alternating order (1 2 3 3 2 1 …),
+// so that a change in the machine's load hits every chain alike. Parses each
+// event stream and prints one JSON line per URL, in the order given:
+//   {"url":…,"requests":N,"errors":E,"ttft_ms_p50":…,"ttft_ms_p99":…,
 //    "tokens_per_s_p50":…,"tokens":T,"total_ms_p50":…}
 // time to first token = from sending the request to the first event whose
 // delta carries content; tokens per second = content events after the first
@@ -20,24 +22,26 @@ import fs from 'node:fs';
 import http from 'node:http';
 
 function args(argv) {
-  const o = { requests: 50, warmup: 5, timeoutMs: 30000 };
+  const o = { urls: [], requests: 50, warmup: 5, timeoutMs: 30000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => argv[++i];
-    if (a === '--url') o.url = v();
+    if (a === '--url') o.urls.push(v());
     else if (a === '--body') o.body = fs.readFileSync(v());
     else if (a === '--requests') o.requests = Number(v());
     else if (a === '--warmup') o.warmup = Number(v());
     else if (a === '--timeout-ms') o.timeoutMs = Number(v());
     else throw new Error(`unknown argument ${a}`);
   }
-  if (!o.url || !o.body) throw new Error('--url and --body are required');
+  if (!o.urls.length || !o.body) throw new Error('--url and --body are required');
   return o;
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const agents = new Map();
 
 function one(url, body, timeoutMs) {
+  if (!agents.has(url)) agents.set(url, new http.Agent({ keepAlive: true, maxSockets: 1 }));
+  const agent = agents.get(url);
   return new Promise((resolve) => {
     const u = new URL(url);
     const t0 = process.hrtime.bigint();
@@ -107,30 +111,36 @@ function pct(values, p) {
 }
 
 const o = args(process.argv.slice(2));
-for (let i = 0; i < o.warmup; i++) await one(o.url, o.body, o.timeoutMs);
-const ok = [];
-let errors = 0;
-let firstError = null;
+for (let i = 0; i < o.warmup; i++) for (const u of o.urls) await one(u, o.body, o.timeoutMs);
+const results = new Map(o.urls.map((u) => [u, { ok: [], errors: 0, firstError: null }]));
 for (let i = 0; i < o.requests; i++) {
-  const r = await one(o.url, o.body, o.timeoutMs);
-  if (r.failed || r.ttft === null) {
-    errors++;
-    firstError ||= r.failed || 'no content event';
-  } else ok.push(r);
+  for (const u of i % 2 ? [...o.urls].reverse() : o.urls) {
+    const r = await one(u, o.body, o.timeoutMs);
+    const res = results.get(u);
+    if (r.failed || r.ttft === null) {
+      res.errors++;
+      res.firstError ||= r.failed || 'no content event';
+    } else res.ok.push(r);
+  }
 }
-agent.destroy();
+for (const a of agents.values()) a.destroy();
 const round = (x, d = 2) => (x === null ? null : Number(x.toFixed(d)));
-const rates = ok.filter((r) => r.tokens > 1 && r.decodeMs > 0).map((r) => ((r.tokens - 1) * 1000) / r.decodeMs);
-console.log(
-  JSON.stringify({
-    requests: o.requests,
-    errors,
-    first_error: firstError,
-    ttft_ms_p50: round(pct(ok.map((r) => r.ttft), 50), 3),
-    ttft_ms_p99: round(pct(ok.map((r) => r.ttft), 99), 3),
-    tokens_per_s_p50: round(pct(rates, 50), 0),
-    tokens: ok.length ? ok[0].tokens : 0,
-    total_ms_p50: round(pct(ok.map((r) => r.total), 50), 3),
-  }),
-);
-process.exit(errors ? 1 : 0);
+let failed = false;
+for (const [url, { ok, errors, firstError }] of results) {
+  const rates = ok.filter((r) => r.tokens > 1 && r.decodeMs > 0).map((r) => ((r.tokens - 1) * 1000) / r.decodeMs);
+  failed ||= errors > 0;
+  console.log(
+    JSON.stringify({
+      url,
+      requests: o.requests,
+      errors,
+      first_error: firstError,
+      ttft_ms_p50: round(pct(ok.map((r) => r.ttft), 50), 3),
+      ttft_ms_p99: round(pct(ok.map((r) => r.ttft), 99), 3),
+      tokens_per_s_p50: round(pct(rates, 50), 0),
+      tokens: ok.length ? ok[0].tokens : 0,
+      total_ms_p50: round(pct(ok.map((r) => r.total), 50), 3),
+    }),
+  );
+}
+process.exit(failed ? 1 : 0);
