@@ -286,7 +286,7 @@ declare -A R
 failures=0
 table() { # ROUND TITLE
     local round=$1 chain rps p50 p99 err ttft tps serr tokens
-    printf '\n%s\n' "$2"
+    printf '\n%s\n\n' "$2"
     printf '| %-46s | %9s | %8s | %8s | %13s | %10s |\n' chain 'req/s' 'p50 ms' 'p99 ms' 'TTFT p50 ms' 'tokens/s'
     printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' $(seq 48))" ----------: ---------: ---------: --------------: -----------:
     for chain in a b c; do
