@@ -216,7 +216,8 @@ async function main() {
   // nginx writes its access-log line when the request is done: wait for it.
   for (let i = 0; i < 100 && !gateway.requests().some((r) => r.uri.startsWith('/v1/chat/completions')); i++) await new Promise((r) => setTimeout(r, 20));
   const entry = [...gateway.requests()].reverse().find((r) => r.uri.startsWith('/v1/chat/completions'));
-  out(`  ${bold('request body')} ${dim(`(nginx access.log: ${gateway.accessLog})`)}`);
+  // (the temp dirs go away at the end unless KEEP=1: name the file only then)
+  out(`  ${bold('request body')} ${dim(keep ? `(nginx access log: ${gateway.accessLog})` : "(nginx's access log, as a curious provider keeps it)")}`);
   if (entry) {
     out(dim(`    ${entry.method} ${entry.uri} → ${entry.status}, ${entry.request_length} bytes in, ${entry.bytes_sent} bytes out`));
     out(members(entry.request_body));
