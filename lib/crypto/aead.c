@@ -78,8 +78,14 @@ CF_RESULT cf_aead_init(cf_aead *a, cf_aead_alg alg, cf_slice key)
     CF_ENSURE_MSG(cipher != NULL, CF_E_UNSUPPORTED, "unknown AEAD algorithm");
     CF_ENSURE_MSG(key.ptr != NULL && key.len == cf_aead_key_len(alg), CF_E_BAD_KEY, "AEAD key has the wrong length");
     CF_GUARD(aead_ctx_new(cipher, key, 1, &a->enc));
-    if (cf_is_error(aead_ctx_new(cipher, key, 0, &a->dec))) {
+    /* The decrypting context is a copy of the keyed encrypting one: GCM and
+     * ChaCha20-Poly1305 run the same key schedule in both directions (CTR /
+     * stream keystream), and each open sets the direction with its nonce
+     * (EVP_DecryptInit_ex2), so copying saves a second key setup. */
+    a->dec = EVP_CIPHER_CTX_new();
+    if (a->dec == NULL || EVP_CIPHER_CTX_copy(a->dec, a->enc) != 1) {
         cf_aead_free(a);
+        CF_CRYPTO_FAIL(CF_E_CRYPTO, "AEAD key setup failed");
         return CF_ERROR;
     }
     return CF_OK;
