@@ -324,6 +324,58 @@ static void test_aead_known_answers(void **state)
     }
 }
 
+/* One keyed context serves interleaved seals and opens in any order (the
+ * decrypting half is a copy of the encrypting one): every message opens with
+ * the context that sealed it and with a fresh one, before and after failed
+ * opens, for every algorithm. */
+static void test_aead_interleaved_seal_open(void **state)
+{
+    (void)state;
+    const cf_aead_alg algs[] = {CF_AEAD_AES_128_GCM, CF_AEAD_AES_256_GCM, CF_AEAD_CHACHA20_POLY1305};
+    uint8_t key[32], nonce[CF_AEAD_NONCE_LEN] = {0}, msg[100], ct[3][sizeof msg + CF_AEAD_TAG_LEN], back[sizeof msg];
+    for (size_t i = 0; i < sizeof key; i++) {
+        key[i] = (uint8_t)(i + 1);
+    }
+    for (size_t i = 0; i < sizeof msg; i++) {
+        msg[i] = (uint8_t)(3 * i);
+    }
+    for (size_t a_i = 0; a_i < 3; a_i++) {
+        cf_slice k = cf_slice_make(key, cf_aead_key_len(algs[a_i]));
+        cf_aead a, fresh;
+        assert_cf_ok(cf_aead_init(&a, algs[a_i], k));
+        /* Open first (a never-used context), then seal, then open again. */
+        assert_cf_ok(cf_aead_seal_once(algs[a_i], k, nonce, CF_SLICE_EMPTY, cf_slice_make(msg, sizeof msg), ct[0]));
+        assert_cf_ok(cf_aead_open(&a, nonce, CF_SLICE_EMPTY, cf_slice_make(ct[0], sizeof ct[0]), back));
+        assert_memory_equal(back, msg, sizeof msg);
+        for (uint8_t n = 1; n < 3; n++) {
+            nonce[11] = n;
+            assert_cf_ok(cf_aead_seal(&a, nonce, cf_slice_cstr("aad"), cf_slice_make(msg, sizeof msg - n), ct[n]));
+            ct[n][0] ^= 1;
+            assert_cf_error(cf_aead_open(&a, nonce, cf_slice_cstr("aad"), cf_slice_make(ct[n], sizeof ct[n] - n), back),
+                            CF_E_AUTH_FAILED);
+            ct[n][0] ^= 1;
+        }
+        for (uint8_t n = 1; n < 3; n++) {
+            nonce[11] = n;
+            memset(back, 0, sizeof back);
+            assert_cf_ok(cf_aead_open(&a, nonce, cf_slice_cstr("aad"), cf_slice_make(ct[n], sizeof ct[n] - n), back));
+            assert_memory_equal(back, msg, sizeof msg - n);
+            assert_cf_ok(cf_aead_open_once(algs[a_i], k, nonce, cf_slice_cstr("aad"),
+                                           cf_slice_make(ct[n], sizeof ct[n] - n), back));
+            assert_memory_equal(back, msg, sizeof msg - n);
+        }
+        /* A fresh context seals the same bytes as the used one. */
+        assert_cf_ok(cf_aead_init(&fresh, algs[a_i], k));
+        uint8_t again[sizeof ct[1]];
+        nonce[11] = 1;
+        assert_cf_ok(cf_aead_seal(&fresh, nonce, cf_slice_cstr("aad"), cf_slice_make(msg, sizeof msg - 1), again));
+        assert_memory_equal(again, ct[1], sizeof ct[1] - 1);
+        cf_aead_free(&fresh);
+        cf_aead_free(&a);
+        nonce[11] = 0;
+    }
+}
+
 static void test_aead_edges(void **state)
 {
     (void)state;
@@ -798,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_hmac_hkdf_match_openssl),
         cmocka_unit_test(test_aead_known_answers),
         cmocka_unit_test(test_aead_edges),
+        cmocka_unit_test(test_aead_interleaved_seal_open),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_x25519_rfc7748),
         cmocka_unit_test(test_x25519_rejects_low_order),
