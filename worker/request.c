@@ -56,21 +56,11 @@ static worker_request *request_new(worker_state *w, cf_http_request *req, int ep
     return r;
 }
 
-/* Account, log and free; the HTTP request must already be finished. */
-void worker_request_finish(worker_request *r, int outcome)
+/* Cancel upstream work, unlink, wipe and free (the HTTP request is not
+ * touched: finished by the caller, or inert after a forced exit). */
+static void request_release(worker_request *r)
 {
     worker_state *w = r->w;
-    cf_metric_inc(w->m.requests[r->ep_index][outcome]);
-    if (r->stream_counted) {
-        w->streams--;
-        cf_metric_set(w->m.streams_active, (double)w->streams);
-    }
-    CF_LOG_INFO("request", cf_kv_id("req", r->id), cf_kv_str("endpoint", ep_names[r->ep_index]),
-                cf_kv_str("key_id", r->session ? cf_proto_session_key_id(r->session) : r->key_id),
-                cf_kv_int("status", r->reply_status), cf_kv_str("outcome", outcome_names[outcome]),
-                cf_kv_str("code", r->code ? r->code : ""), cf_kv_str("stream", r->streaming ? "yes" : "no"),
-                cf_kv_uint("events", r->events), cf_kv_uint("bytes_out", r->bytes_out),
-                cf_kv_uint("ms", cf_monotonic_ms() - r->t_start));
     if (r->call != NULL) {
         cf_http_call_cancel(r->call);
     }
@@ -94,6 +84,24 @@ void worker_request_finish(worker_request *r, int outcome)
     }
     cf_wipe(r, sizeof *r);
     free(r);
+}
+
+/* Account, log and free; the HTTP request must already be finished. */
+void worker_request_finish(worker_request *r, int outcome)
+{
+    worker_state *w = r->w;
+    cf_metric_inc(w->m.requests[r->ep_index][outcome]);
+    if (r->stream_counted) {
+        w->streams--;
+        cf_metric_set(w->m.streams_active, (double)w->streams);
+    }
+    CF_LOG_INFO("request", cf_kv_id("req", r->id), cf_kv_str("endpoint", ep_names[r->ep_index]),
+                cf_kv_str("key_id", r->session ? cf_proto_session_key_id(r->session) : r->key_id),
+                cf_kv_int("status", r->reply_status), cf_kv_str("outcome", outcome_names[outcome]),
+                cf_kv_str("code", r->code ? r->code : ""), cf_kv_str("stream", r->streaming ? "yes" : "no"),
+                cf_kv_uint("events", r->events), cf_kv_uint("bytes_out", r->bytes_out),
+                cf_kv_uint("ms", cf_monotonic_ms() - r->t_start));
+    request_release(r);
 }
 
 /* The client went away (or shutdown forced the request): stop the upstream
@@ -542,23 +550,7 @@ CF_RESULT worker_routes_add(worker_state *w)
 void worker_requests_drop(worker_state *w)
 {
     while (w->requests != NULL) {
-        worker_request *r = w->requests;
-        w->requests = r->next;
-        if (r->call != NULL) {
-            cf_http_call_cancel(r->call);
-        }
-        if (r->fetch != NULL) {
-            worker_fetch_cancel(w, r->fetch);
-        }
-        if (r->parser_live) {
-            cf_sse_parser_free(&r->parser);
-        }
-        cf_proto_session_free(r->session);
-        cf_buf_free(&r->plain);
-        cf_buf_free(&r->reply);
-        cf_buf_free(&r->out);
-        cf_wipe(r, sizeof *r);
-        free(r);
+        request_release(w->requests);
     }
 }
 
