@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "confide/json.h"
 #include "confide/log.h"
@@ -157,8 +158,12 @@ static void reject_plain(worker_request *r, cf_error_code code)
                                       versions_header[0],
                                       {"Cache-Control", "no-store"},
                                       {NULL, NULL}};
-    if (cf_is_error(cf_proto_error_body(code, plain_message(code), &body)) ||
-        cf_is_error(cf_http_respond(r->req, r->reply_status, "application/json", cf_buf_slice(&body), headers))) {
+    if (cf_is_error(cf_proto_error_body(code, plain_message(code), &body))) {
+        /* Out of memory for a small body: still answer (and free) the
+         * request, with the same status and headers. */
+        cf_buf_reset(&body);
+    }
+    if (cf_is_error(cf_http_respond(r->req, r->reply_status, "application/json", cf_buf_slice(&body), headers))) {
         CF_LOG_WARN("respond_failed", cf_kv_id("req", r->id), cf_kv_last_error());
     }
     r->bytes_out += body.len;
@@ -203,7 +208,7 @@ void worker_respond_error_sealed(worker_request *r, int status, const char *type
         /* Sealing a fixed small object cannot fail short of memory; never
          * fall back to plaintext after decryption. */
         CF_LOG_ERROR("seal_error_failed", cf_kv_id("req", r->id), cf_kv_last_error());
-        if (cf_is_error(cf_http_respond(r->req, 500, "application/json", CF_SLICE_EMPTY, worker_reply_headers))) {
+        if (cf_is_error(cf_http_respond(r->req, 500, "application/json", CF_SLICE_EMPTY, versions_header))) {
             /* freed either way */
         }
         r->reply_status = 500;
@@ -224,7 +229,7 @@ static void on_backend_response(cf_http_call *call, long status, void *arg)
     }
     r->backend_status = status;
     const char *ct = cf_http_call_header(call, "Content-Type");
-    if (status >= 100 && status <= 599 && ct != NULL && strncmp(ct, "text/event-stream", 17) == 0) {
+    if (status >= 100 && status <= 599 && ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         if (cf_is_error(worker_relay_start(r, status))) {
             CF_LOG_WARN("stream_start_failed", cf_kv_id("req", r->id), cf_kv_last_error());
             r->relay_failed = true; /* answered in on_done */
