@@ -204,9 +204,10 @@ static char *manifest_text(const char *name, const char *fp, const char *meas)
         asprintf(&text,
                  "{\"version\": 1, \"name\": \"%s\", \"accepted_roots\": [\"%s\"],"
                  " \"as\": {\"platform\": \"sim\", \"policy\": {\"measurements\": [\"%s\"]}},"
-                 " \"workers\": [{\"name\": \"w\", \"platform\": \"sim\", \"policy\": {}, \"models\": [\"m\"]}],"
+                 " \"workers\": [{\"name\": \"w\", \"platform\": \"sim\", \"policy\": {\"measurements\": [\"%s\"]},"
+                 " \"models\": [\"m\"]}],"
                  " \"keys\": {\"ttl_min_s\": 1, \"ttl_max_s\": 3600}}\n",
-                 name, fp, meas) > 0);
+                 name, fp, meas, meas) > 0);
     return text;
 }
 
