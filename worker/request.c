@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "confide/json.h"
 #include "confide/log.h"
@@ -56,21 +57,11 @@ static worker_request *request_new(worker_state *w, cf_http_request *req, int ep
     return r;
 }
 
-/* Account, log and free; the HTTP request must already be finished. */
-void worker_request_finish(worker_request *r, int outcome)
+/* Cancel upstream work, unlink, wipe and free (the HTTP request is not
+ * touched: finished by the caller, or inert after a forced exit). */
+static void request_release(worker_request *r)
 {
     worker_state *w = r->w;
-    cf_metric_inc(w->m.requests[r->ep_index][outcome]);
-    if (r->stream_counted) {
-        w->streams--;
-        cf_metric_set(w->m.streams_active, (double)w->streams);
-    }
-    CF_LOG_INFO("request", cf_kv_id("req", r->id), cf_kv_str("endpoint", ep_names[r->ep_index]),
-                cf_kv_str("key_id", r->session ? cf_proto_session_key_id(r->session) : r->key_id),
-                cf_kv_int("status", r->reply_status), cf_kv_str("outcome", outcome_names[outcome]),
-                cf_kv_str("code", r->code ? r->code : ""), cf_kv_str("stream", r->streaming ? "yes" : "no"),
-                cf_kv_uint("events", r->events), cf_kv_uint("bytes_out", r->bytes_out),
-                cf_kv_uint("ms", cf_monotonic_ms() - r->t_start));
     if (r->call != NULL) {
         cf_http_call_cancel(r->call);
     }
@@ -94,6 +85,24 @@ void worker_request_finish(worker_request *r, int outcome)
     }
     cf_wipe(r, sizeof *r);
     free(r);
+}
+
+/* Account, log and free; the HTTP request must already be finished. */
+void worker_request_finish(worker_request *r, int outcome)
+{
+    worker_state *w = r->w;
+    cf_metric_inc(w->m.requests[r->ep_index][outcome]);
+    if (r->stream_counted) {
+        w->streams--;
+        cf_metric_set(w->m.streams_active, (double)w->streams);
+    }
+    CF_LOG_INFO("request", cf_kv_id("req", r->id), cf_kv_str("endpoint", ep_names[r->ep_index]),
+                cf_kv_str("key_id", r->session ? cf_proto_session_key_id(r->session) : r->key_id),
+                cf_kv_int("status", r->reply_status), cf_kv_str("outcome", outcome_names[outcome]),
+                cf_kv_str("code", r->code ? r->code : ""), cf_kv_str("stream", r->streaming ? "yes" : "no"),
+                cf_kv_uint("events", r->events), cf_kv_uint("bytes_out", r->bytes_out),
+                cf_kv_uint("ms", cf_monotonic_ms() - r->t_start));
+    request_release(r);
 }
 
 /* The client went away (or shutdown forced the request): stop the upstream
@@ -149,8 +158,12 @@ static void reject_plain(worker_request *r, cf_error_code code)
                                       versions_header[0],
                                       {"Cache-Control", "no-store"},
                                       {NULL, NULL}};
-    if (cf_is_error(cf_proto_error_body(code, plain_message(code), &body)) ||
-        cf_is_error(cf_http_respond(r->req, r->reply_status, "application/json", cf_buf_slice(&body), headers))) {
+    if (cf_is_error(cf_proto_error_body(code, plain_message(code), &body))) {
+        /* Out of memory for a small body: still answer (and free) the
+         * request, with the same status and headers. */
+        cf_buf_reset(&body);
+    }
+    if (cf_is_error(cf_http_respond(r->req, r->reply_status, "application/json", cf_buf_slice(&body), headers))) {
         CF_LOG_WARN("respond_failed", cf_kv_id("req", r->id), cf_kv_last_error());
     }
     r->bytes_out += body.len;
@@ -195,7 +208,7 @@ void worker_respond_error_sealed(worker_request *r, int status, const char *type
         /* Sealing a fixed small object cannot fail short of memory; never
          * fall back to plaintext after decryption. */
         CF_LOG_ERROR("seal_error_failed", cf_kv_id("req", r->id), cf_kv_last_error());
-        if (cf_is_error(cf_http_respond(r->req, 500, "application/json", CF_SLICE_EMPTY, worker_reply_headers))) {
+        if (cf_is_error(cf_http_respond(r->req, 500, "application/json", CF_SLICE_EMPTY, versions_header))) {
             /* freed either way */
         }
         r->reply_status = 500;
@@ -216,7 +229,7 @@ static void on_backend_response(cf_http_call *call, long status, void *arg)
     }
     r->backend_status = status;
     const char *ct = cf_http_call_header(call, "Content-Type");
-    if (status >= 100 && status <= 599 && ct != NULL && strncmp(ct, "text/event-stream", 17) == 0) {
+    if (status >= 100 && status <= 599 && ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         if (cf_is_error(worker_relay_start(r, status))) {
             CF_LOG_WARN("stream_start_failed", cf_kv_id("req", r->id), cf_kv_last_error());
             r->relay_failed = true; /* answered in on_done */
@@ -542,23 +555,7 @@ CF_RESULT worker_routes_add(worker_state *w)
 void worker_requests_drop(worker_state *w)
 {
     while (w->requests != NULL) {
-        worker_request *r = w->requests;
-        w->requests = r->next;
-        if (r->call != NULL) {
-            cf_http_call_cancel(r->call);
-        }
-        if (r->fetch != NULL) {
-            worker_fetch_cancel(w, r->fetch);
-        }
-        if (r->parser_live) {
-            cf_sse_parser_free(&r->parser);
-        }
-        cf_proto_session_free(r->session);
-        cf_buf_free(&r->plain);
-        cf_buf_free(&r->reply);
-        cf_buf_free(&r->out);
-        cf_wipe(r, sizeof *r);
-        free(r);
+        request_release(w->requests);
     }
 }
 

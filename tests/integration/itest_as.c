@@ -81,6 +81,11 @@ static void start_as(env_t *e, daemon_t *d, const char *name, const char *const 
         argv[n++] = extra[i];
     }
     argv[n] = NULL;
+    /* Create the log before forking: the start loop below reads it at once,
+     * possibly before the child has reopened stderr onto it. */
+    FILE *created = fopen(d->log, "w");
+    assert_non_null(created);
+    fclose(created);
     d->pid = fork();
     assert_true(d->pid >= 0);
     if (d->pid == 0) {
