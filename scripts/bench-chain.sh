@@ -50,6 +50,7 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/cfbench.XXXXXX")
 chmod 700 "$work"
 pids=()
+declare -A pid_of
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -67,7 +68,10 @@ start() {
     local name=$1; shift
     setpriv --pdeathsig TERM -- "$@" >"$work/$name.log" 2>&1 &
     pids+=($!)
+    pid_of[$name]=$!
 }
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # URL [curl args...]: until 2xx, 30 s
     local url=$1; shift
@@ -236,13 +240,25 @@ declare -A label=(
     [c]="(c) app -> proxy -> nginx -> worker -> backend"
 )
 
+# The processes of each chain (a's backend included) whose CPU is measured.
+declare -A hops=([a]="backend" [b]="nginx-hop gateway-b backend" [c]="confide-proxy gateway-c confide-worker backend")
+declare -A hop_pid=([nginx-hop]=${pid_of[hop]} [gateway-b]=${pid_of[gateway-b]} [gateway-c]=${pid_of[gateway-c]}
+    [confide-proxy]=${pid_of[confide-proxy]} [confide-worker]=${pid_of[confide-worker]})
 # wrk_half CHAIN BODY -> "requests seconds p50_ms p99_ms errors" (one wrk run
 # of $secs after a 1 s warm-up)
 wrk_half() {
-    local u=${url[$1]} body=$2 out
+    local u=${url[$1]} body=$2 out hop
     BENCH_BODY=$body wrk -t1 -c"$conns" -d1s -s "$root/bench/chain/post.lua" "$u" >/dev/null 2>&1 || true
+    # The CPU each hop of the chain uses during the measured run.
+    local -A t0
+    for hop in ${hops[$1]}; do t0[$hop]=$(cpu_ticks "${hop_pid[$hop]}"); done
     out=$(BENCH_BODY=$body wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$root/bench/chain/post.lua" "$u" 2>&1) || {
         say "wrk failed on $1: $out"; exit 1; }
+    local n
+    n=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' <<<"$out")
+    for hop in ${hops[$1]}; do
+        echo "$1 $hop $(( $(cpu_ticks "${hop_pid[$hop]}") - ${t0[$hop]} )) ${n:-0}" >>"$work/cpu-$cur_round.txt"
+    done
     echo "$out" >>"$work/wrk-$1-$(basename "$body" .json).txt"
     echo "$out" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
@@ -258,6 +274,8 @@ wrk_half() {
 # = "req/s p50_ms p99_ms errors" (req/s over both halves, latencies their mean).
 wrk_all() {
     local round=$1 body=$2 chain
+    cur_round=$round
+    hop_pid[backend]=$backend_pid
     declare -A half1 half2
     for chain in a b c; do half1[$chain]=$(wrk_half "$chain" "$body"); done
     for chain in c b a; do half2[$chain]=$(wrk_half "$chain" "$body"); done
@@ -309,6 +327,23 @@ def r(a, b):
         return "-"
 print(f"| {'(c)/(b)':<46} | {r(v[0], v[1]):>9} | {r(v[2], v[3]):>8} | {r(v[4], v[5]):>8} | {r(v[6], v[7]):>13} | {r(v[8], v[9]):>10} |")
 EOF
+    # CPU per request of each process in the chain during its wrk runs.
+    python3 - "$work/cpu-$round.txt" "$(getconf CLK_TCK)" <<'EOF'
+import collections, sys
+ticks = collections.defaultdict(int)
+reqs = collections.defaultdict(int)
+for line in open(sys.argv[1]):
+    chain, hop, t, n = line.split()
+    ticks[chain, hop] += int(t)
+    reqs[chain, hop] += int(n)
+hz = int(sys.argv[2])
+parts = []
+for chain in "abc":
+    hops = [(h, ticks[c, h] * 1e6 / hz / reqs[c, h]) for (c, h) in ticks if c == chain and reqs[c, h]]
+    if hops:
+        parts.append(f"({chain}) " + ", ".join(f"{h.removesuffix('-b').removesuffix('-c')} {us:.0f}" for h, us in hops))
+print("\nCPU per request, µs (user+system of each process during the wrk runs): " + "; ".join(parts))
+EOF
 }
 
 say "instant backend: $secs s per chain, $conns connections, $streams streamed requests"
@@ -327,6 +362,7 @@ if [ "$with_llama" = 1 ]; then
             --port "$llama_port" --alias confide-tiny --ctx-size 4096 --parallel 2 --threads 1 --threads-batch 1 \
             --threads-http 4 --no-warmup
         wait_http "http://127.0.0.1:$llama_port/health"
+        backend_pid=${pid_of[llama-server]}
         url[a]="http://127.0.0.1:$llama_port/v1/chat/completions"
         say "llama-server backend: $llama_conns connections, max_tokens 16 (non-streamed) and 64 (streamed)"
         instant_conns=$conns
