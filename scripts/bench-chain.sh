@@ -21,7 +21,9 @@
 # streamed reply, time to first token and tokens/s (bench/chain/stream.mjs,
 # BENCH_STREAMS requests per chain, one at a time, the chains taking turns).
 # The machine's load changes during a run; the alternating orders spread
-# that over all chains instead of favouring the ones measured first.
+# that over all chains instead of favouring the ones measured first. Under
+# each table: the CPU time per request of every process of each chain
+# (/proc/<pid>/stat around its wrk runs).
 #
 # Env: BENCH_SECONDS (3), BENCH_CONNECTIONS (8), BENCH_STREAMS (40),
 #      BENCH_LLAMA (1; 0 skips the llama-server round), BENCH_LLAMA_CONNECTIONS
