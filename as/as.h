@@ -43,6 +43,7 @@ typedef struct as_worker {
     struct as_worker *next;
     cf_http_request *req;
     cf_worker_token token;
+    uint8_t stream_nonce[CF_STREAM_NONCE_LEN]; /* the worker's, signed into every event */
     char id_hex[2 * CF_WORKER_ID_LEN + 1];
     uint64_t seq;
     bool notice_sent;
@@ -150,7 +151,8 @@ CF_RESULT as_nonce_consume(as_state *as, int64_t now, const uint8_t nonce[CF_AS_
 
 /* Attach a key stream: sends the snapshot and "ready". On failure the
  * request is still the caller's to finish. */
-CF_RESULT as_worker_attach(as_state *as, cf_http_request *req, const cf_worker_token *t);
+CF_RESULT as_worker_attach(as_state *as, cf_http_request *req, const cf_worker_token *t,
+                           const uint8_t stream_nonce[CF_STREAM_NONCE_LEN]);
 /* End every stream (shutdown). */
 void as_workers_close_all(as_state *as);
 

@@ -43,7 +43,14 @@ static void fail(cf_http_request *req, int status)
         status = status_for(e->code);
     }
     const char *type = status >= 500 ? "server_error" : "invalid_request_error";
-    if (cf_is_error(cf_http_respond_error(req, status, type, cf_error_name(e->code), e->detail, NULL))) {
+    /* Server-side failures name internal paths and state: log them, answer
+     * generically. Client errors say exactly what was wrong with the input. */
+    const char *code = status >= 500 ? "internal_error" : cf_error_name(e->code);
+    const char *detail = status >= 500 ? "internal error (details in the AS log)" : e->detail;
+    if (status >= 500) {
+        CF_LOG_ERROR("request_failed", cf_kv_id("req", cf_http_request_id(req)), cf_kv_last_error());
+    }
+    if (cf_is_error(cf_http_respond_error(req, status, type, code, detail, NULL))) {
         CF_LOG_WARN("respond_failed", cf_kv_id("req", cf_http_request_id(req)));
     }
 }
@@ -306,15 +313,20 @@ static void handle_key_stream(cf_http_request *req, void *arg)
 {
     as_state *as = arg;
     cf_worker_token t;
+    uint8_t stream_nonce[CF_STREAM_NONCE_LEN];
     if (cf_is_error(bearer_token(as, req, &t))) {
         fail(req, 401);
+        return;
+    }
+    if (cf_is_error(cf_key_stream_query_parse(cf_http_request_query(req), stream_nonce))) {
+        fail(req, 400);
         return;
     }
     if (as->shutting_down) {
         fail_with(req, CF_E_LIMIT, "shutting down");
         return;
     }
-    if (cf_is_error(as_worker_attach(as, req, &t))) {
+    if (cf_is_error(as_worker_attach(as, req, &t, stream_nonce))) {
         fail(req, 0);
     }
 }
@@ -326,11 +338,12 @@ static void handle_key_fetch(cf_http_request *req, void *arg)
     as_state *as = arg;
     cf_worker_token t;
     char key_id[CF_KEY_ID_LEN + 1];
+    uint8_t nonce[CF_STREAM_NONCE_LEN];
     if (cf_is_error(bearer_token(as, req, &t))) {
         fail(req, 401);
         return;
     }
-    if (cf_is_error(cf_key_fetch_parse(cf_http_request_body(req), key_id))) {
+    if (cf_is_error(cf_key_fetch_parse(cf_http_request_body(req), key_id, nonce))) {
         fail(req, 400);
         return;
     }
@@ -347,7 +360,7 @@ static void handle_key_fetch(cf_http_request *req, void *arg)
     memcpy(ev.key_id, k->key_id, sizeof ev.key_id);
     cf_buf body;
     cf_buf_init(&body, 64 * 1024);
-    if (cf_is_error(cf_key_event_build(as->sign_key, &t, &ev, k->k, &body))) {
+    if (cf_is_error(cf_key_event_build(as->sign_key, &t, nonce, &ev, k->k, &body))) {
         fail(req, 500);
     } else {
         cf_metric_inc(as->m.fetches);

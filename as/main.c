@@ -18,7 +18,7 @@ static cf_flag flags[] = {
      0, 65535},
     {"tls-cert", CF_FLAG_STRING, NULL, "PEM certificate chain: serve HTTPS (with --tls-key)", &g_as.cfg.tls_cert, false,
      0, 0},
-    {"tls-key", CF_FLAG_SECRET, NULL, "PEM private key for --tls-cert (@file form keeps it out of argv)",
+    {"tls-key", CF_FLAG_STRING, NULL, "PEM private key file for --tls-cert (keep it mode 0600)",
      &g_as.cfg.tls_key, false, 0, 0},
     {"platform", CF_FLAG_STRING, NULL, "TEE platform this AS runs on: sim, snp or tdx", &g_as.cfg.platform_name, true,
      0, 0},

@@ -82,7 +82,7 @@ static void worker_send(as_state *as, as_worker *w, cf_key_event *ev, const uint
     cf_buf_init(&data, 64 * 1024);
     cf_buf_init(&frame, 64 * 1024);
     ev->seq = w->seq;
-    if (cf_is_error(cf_key_event_build(as->sign_key, &w->token, ev, k, &data)) ||
+    if (cf_is_error(cf_key_event_build(as->sign_key, &w->token, w->stream_nonce, ev, k, &data)) ||
         cf_is_error(cf_buf_appendf(&frame, "event: %s\nid: %llu\ndata: ", cf_key_event_name(ev->type),
                                    (unsigned long long)ev->seq)) ||
         cf_is_error(cf_buf_append_slice(&frame, cf_buf_slice(&data))) ||
@@ -148,13 +148,15 @@ static void on_worker_close(cf_http_request *req, void *arg)
     reap_workers(as);
 }
 
-CF_RESULT as_worker_attach(as_state *as, cf_http_request *req, const cf_worker_token *t)
+CF_RESULT as_worker_attach(as_state *as, cf_http_request *req, const cf_worker_token *t,
+                           const uint8_t stream_nonce[CF_STREAM_NONCE_LEN])
 {
     CF_ENSURE_MSG(as->worker_count < (size_t)as->cfg.max_workers, CF_E_LIMIT,
                   "too many connected workers (--max-workers)");
     as_worker *w = calloc(1, sizeof *w);
     CF_ENSURE_MSG(w != NULL, CF_E_NO_MEMORY, "calloc failed");
     w->token = *t;
+    memcpy(w->stream_nonce, stream_nonce, CF_STREAM_NONCE_LEN);
     w->req = req;
     if (cf_is_error(cf_hex_encode_str(cf_slice_make(t->worker_id, CF_WORKER_ID_LEN), w->id_hex, sizeof w->id_hex))) {
         free(w);

@@ -19,6 +19,7 @@ static cf_hpke_keypair g_kp;
 static EVP_PKEY *g_sign;
 static uint8_t g_manifest_sha[32];
 static const uint8_t g_worker_id[CF_WORKER_ID_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint8_t g_stream_nonce[CF_STREAM_NONCE_LEN] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
 
 static void init_once(void)
 {
@@ -117,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         name[nul - msg.ptr] = '\0';
         cf_slice body = cf_slice_make(nul + 1, msg.len - (size_t)(nul - msg.ptr) - 1);
         cf_key_event ev;
-        if (cf_is_ok(cf_key_event_open(g_sign, g_worker_id, &g_kp, name, body, 0, &ev)) &&
+        if (cf_is_ok(cf_key_event_open(g_sign, g_worker_id, g_stream_nonce, &g_kp, name, body, 0, &ev)) &&
             (ev.type == CF_KEY_EVENT_PUT || ev.type == CF_KEY_EVENT_KEY)) {
             check_key(ev.k, ev.key_id);
         }
@@ -126,7 +127,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 9: {
         char key_id[CF_KEY_ID_LEN + 1];
-        (void)cf_key_fetch_parse(msg, key_id);
+        uint8_t nonce[CF_STREAM_NONCE_LEN];
+        (void)cf_key_fetch_parse(msg, key_id, nonce);
+        /* The stream query too (NUL-terminated copy). */
+        char q[64];
+        if (msg.len < sizeof q) {
+            memcpy(q, msg.ptr, msg.len);
+            q[msg.len] = '\0';
+            (void)cf_key_stream_query_parse(q, nonce);
+        }
         break;
     }
     case 10: {

@@ -20,11 +20,13 @@
  *   2. cf_worker_report_data(nonce, pk) -> report_data; cf_attest_collect
  *      cf_worker_attest_request_build(...)      POST /v1/workers/attest
  *      cf_worker_attest_response_parse(...)     -> token, worker id, models
- *   3. GET /v1/workers/keys (Authorization: Bearer <token>), SSE; for each
- *      event: cf_key_event_open(...) -> put (K unwrapped and its key_id
- *      checked), delete, ready, token_expiring
- *   4. unknown key id in a request: POST /v1/workers/key {"key_id"} and
- *      cf_key_event_open(..., "key", ...) on the body.
+ *   3. fresh stream nonce; cf_key_stream_query_build(nonce) ->
+ *      GET /v1/workers/keys?stream=... (Authorization: Bearer <token>), SSE;
+ *      for each event: cf_key_event_open(..., nonce, seq, ...) -> put (K
+ *      unwrapped and its key_id checked), delete, ready, token_expiring
+ *   4. unknown key id in a request: fresh nonce; cf_key_fetch_build ->
+ *      POST /v1/workers/key, and cf_key_event_open(..., nonce, "key", 0, ...)
+ *      on the body.
  * The worker verifies event signatures with the AS signing key it learned
  * by attesting the AS (cf_as_attest_response_verify), like a client.
  *
@@ -56,6 +58,9 @@
 #define CF_KEY_ID_LEN 22
 #define CF_WORKER_ID_LEN 16
 #define CF_KEY_SCOPE_MAX 16
+/* Chosen by the worker per key stream / per fetch, signed into every event:
+ * a recorded stream or fetch answer cannot be replayed to it later. */
+#define CF_STREAM_NONCE_LEN 16
 /* Largest request/response body any AS API message may have. */
 #define CF_AS_BODY_MAX (4u * 1024u * 1024u)
 /* Largest evidence and collateral (decoded) accepted in a message. */
@@ -64,7 +69,8 @@
 
 /* ---- inference keys (DESIGN §4.2) ---------------------------------------- */
 
-/* key_id = base64url(SHA-256("confide/v1 key-id" || K)[0..16)). */
+/* key_id = base64url(SHA-256("confide/v1 key-id" || K)[0..16)); the same
+ * function as cf_proto_key_id (protocol.h), under this module's names. */
 CF_RESULT cf_key_id_derive(const uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1]);
 /* Fresh K from the OS CSPRNG and its key id. */
 CF_RESULT cf_key_generate(uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1]);
@@ -244,20 +250,25 @@ void cf_key_event_wipe(cf_key_event *ev);
 
 /* AS: the JSON data of an event, signed for this worker; put/key wrap K
  * (`k`, else NULL) with HPKE to the worker's attested key. */
-CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker, const cf_key_event *ev,
-                             const uint8_t *k, cf_buf *out);
+CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker,
+                             const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_key_event *ev, const uint8_t *k,
+                             cf_buf *out);
 /* Worker: verify and open one event (`name` = SSE event name, `data` = its
  * data). Checks the signature, that seq == expected_seq (0 for "key"), and
  * for put/key unwraps K and checks key_id derives from it. */
 CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WORKER_ID_LEN],
-                            const cf_hpke_keypair *worker_kp, const char *name, cf_slice data, uint64_t expected_seq,
-                            cf_key_event *out);
+                            const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_hpke_keypair *worker_kp,
+                            const char *name, cf_slice data, uint64_t expected_seq, cf_key_event *out);
 
 /* ---- small shared pieces ------------------------------------------------------ */
 
-/* {"key_id": "..."} (POST /v1/workers/key). */
-CF_RESULT cf_key_fetch_build(const char *key_id, cf_buf *out);
-CF_RESULT cf_key_fetch_parse(cf_slice body, char key_id[CF_KEY_ID_LEN + 1]);
+/* {"key_id": "...", "nonce": b64u(16 bytes)} (POST /v1/workers/key). */
+CF_RESULT cf_key_fetch_build(const char *key_id, const uint8_t nonce[CF_STREAM_NONCE_LEN], cf_buf *out);
+CF_RESULT cf_key_fetch_parse(cf_slice body, char key_id[CF_KEY_ID_LEN + 1], uint8_t nonce[CF_STREAM_NONCE_LEN]);
+/* The query of GET /v1/workers/keys: exactly "stream=<b64u(nonce)>". */
+#define CF_STREAM_QUERY_MAX 32
+CF_RESULT cf_key_stream_query_build(const uint8_t nonce[CF_STREAM_NONCE_LEN], char out[CF_STREAM_QUERY_MAX]);
+CF_RESULT cf_key_stream_query_parse(const char *query, uint8_t nonce[CF_STREAM_NONCE_LEN]);
 /* Parse a JSON array of model names into a scope (1..CF_KEY_SCOPE_MAX
  * distinct names, each a valid manifest model name). */
 CF_RESULT cf_key_scope_from_json(const json_t *arr, cf_key_scope *out);

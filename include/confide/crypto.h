@@ -85,7 +85,8 @@ typedef struct cf_aead {
 CF_RESULT cf_aead_init(cf_aead *a, cf_aead_alg alg, cf_slice key);
 void cf_aead_free(cf_aead *a);
 /* out receives plaintext.len + CF_AEAD_TAG_LEN bytes (ciphertext || tag).
- * out may be plaintext.ptr itself (in-place encryption); no other overlap. */
+ * out may be plaintext.ptr itself (in-place encryption); no other overlap.
+ * On failure out is wiped, so an in-place seal loses its plaintext too. */
 CF_RESULT cf_aead_seal(cf_aead *a, const uint8_t nonce[CF_AEAD_NONCE_LEN], cf_slice aad, cf_slice plaintext,
                        uint8_t *out);
 /* in is ciphertext || tag; out receives in.len - CF_AEAD_TAG_LEN bytes, and

@@ -27,7 +27,8 @@ CF_RESULT cf_b64url_encode(cf_slice in, cf_buf *out);
 CF_RESULT cf_b64url_encode_str(cf_slice in, char *out, size_t outsize);
 /* Strict decode; appends to out. */
 CF_RESULT cf_b64url_decode(cf_slice in, cf_buf *out);
-/* Strict decode into a fixed array; *out_len receives the length. */
+/* Strict decode into a fixed array; *out_len (may be NULL) receives the
+ * length. Every decoder leaves no decoded bytes behind on failure. */
 CF_RESULT cf_b64url_decode_fixed(cf_slice in, uint8_t *out, size_t outsize, size_t *out_len);
 
 /* Plain base64 (RFC 4648 §4, padded), for PEM-adjacent formats and

@@ -17,7 +17,7 @@
  * The KEM is a pluggable interface. Internally a KEM is a table of sizes
  * (Nenc, Npk, Nsk, Nsecret) and functions (generate / derive key pair,
  * public key from private key, encap, decap, optional auth variants),
- * looked up by its RFC 9180 KEM id (lib/crypto/hpke_kem.h). Callers only
+ * looked up by its RFC 9180 KEM id (lib/crypto/hpke_internal.h). Callers only
  * ever pass a suite (three ids), key pairs and byte strings whose lengths
  * come from the KEM, so adding a KEM — e.g. X-Wing (X25519 + ML-KEM-768,
  * draft-connolly-cfrg-xwing-kem, Nenc 1120, Npk 1216) — means adding one
@@ -133,6 +133,9 @@ void cf_hpke_keypair_wipe(cf_hpke_keypair *kp);
 
 typedef enum cf_hpke_role { CF_HPKE_ROLE_NONE = 0, CF_HPKE_ROLE_SENDER = 1, CF_HPKE_ROLE_RECIPIENT = 2 } cf_hpke_role;
 
+/* A context owns OpenSSL state and a sequence number: never copy one (the
+ * copy would encrypt under the same nonces, and both would free the same
+ * cipher contexts); pass it by pointer. */
 typedef struct cf_hpke_ctx {
     cf_hpke_suite suite;
     cf_hpke_role role;

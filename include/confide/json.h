@@ -199,8 +199,11 @@ CF_RESULT cf_json_string_append(cf_buf *out, cf_slice utf8);
  * Rebuilds an object from (name, raw value) pairs in the caller's order:
  * `{` name `:` value `,` ... `}` with no whitespace added anywhere and each
  * raw value copied byte for byte. Every raw value is validated as a JSON
- * document first (R1-R7 with default limits; surrounding whitespace allowed
- * and kept), so the writer never emits invalid JSON. It does not check names
+ * document first (R1-R7 with default limits, its depth one less since it is
+ * nested in the object; surrounding whitespace allowed and kept), so the
+ * writer never emits invalid JSON, nor a value nested deeper than
+ * cf_json_object_parse accepts with default limits. (Name rules R7/R8 are
+ * the caller's: names taken from a parsed object already satisfy them.) It does not check names
  * for duplicates: the caller writes each name once.
  *
  *   cf_json_writer w;

@@ -32,6 +32,8 @@ static inline cf_slice cf_slice_make(const void *ptr, size_t len)
 }
 /* A slice over a NUL-terminated string, without the NUL. */
 cf_slice cf_slice_cstr(const char *s);
+/* Variable-time equality for public bytes (names, markers); secrets, tags
+ * and tokens go through cf_ct_equal below. */
 bool cf_slice_eq(cf_slice a, cf_slice b);
 bool cf_slice_eq_cstr(cf_slice a, const char *s);
 /* Sub-slice [off, off+len); fails if out of range. */

@@ -6,8 +6,8 @@
 
 #include "confide/crypto.h"
 #include "confide/encoding.h"
+#include "confide/protocol.h"
 
-#define LABEL_KEY_ID "confide/v1 key-id"
 #define LABEL_AS_ATTEST "confide/v1 as-attest"
 #define LABEL_WORKER_ATTEST "confide/v1 worker-attest"
 #define LABEL_KEY_UPLOAD "confide/v1 key-upload"
@@ -168,22 +168,15 @@ static CF_RESULT append_scope(cf_buf *b, const cf_key_scope *scope)
 
 /* ---- keys --------------------------------------------------------------------- */
 
+/* One derivation for the whole code base: the codec's (protocol.h). */
+_Static_assert(CF_KEY_ID_LEN == CF_PROTO_KEY_ID_LEN, "key id lengths agree");
+_Static_assert(CF_INFERENCE_KEY_LEN == CF_PROTO_SECRET_LEN, "secret lengths agree");
+
 CF_RESULT cf_key_id_derive(const uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1])
 {
     CF_ENSURE_REF(k);
     CF_ENSURE_REF(key_id);
-    cf_result result = CF_OK;
-    cf_hash_ctx h = {0};
-    uint8_t digest[CF_SHA256_LEN];
-    CF_GUARD_OUT(cf_hash_init(&h, CF_HASH_SHA256));
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_cstr(LABEL_KEY_ID)));
-    CF_GUARD_OUT(cf_hash_update(&h, cf_slice_make(k, CF_INFERENCE_KEY_LEN)));
-    CF_GUARD_OUT(cf_hash_final(&h, digest));
-    CF_GUARD_OUT(cf_b64url_encode_str(cf_slice_make(digest, 16), key_id, CF_KEY_ID_LEN + 1));
-out:
-    cf_hash_free(&h);
-    cf_wipe(digest, sizeof digest);
-    return result;
+    return cf_proto_key_id(k, key_id);
 }
 
 CF_RESULT cf_key_generate(uint8_t k[CF_INFERENCE_KEY_LEN], char key_id[CF_KEY_ID_LEN + 1])
@@ -831,8 +824,9 @@ CF_RESULT cf_worker_attest_response_build(cf_slice token, const cf_worker_token 
                                           const json_t *models, cf_buf *out)
 {
     cf_result result = CF_OK;
-    json_t *o = json_pack("{s:s%,s:I,s:s,s:O}", "token", (const char *)token.ptr, token.len, "expires_at",
-                          (json_int_t)t->expires_at, "policy", policy_name, "models", (json_t *)(uintptr_t)models);
+    /* A copy: the manifest's objects are never touched (not even refcounts). */
+    json_t *o = json_pack("{s:s%,s:I,s:s,s:o}", "token", (const char *)token.ptr, token.len, "expires_at",
+                          (json_int_t)t->expires_at, "policy", policy_name, "models", json_deep_copy(models));
     CF_ENSURE_MSG(o != NULL, CF_E_NO_MEMORY, "json_pack failed");
     CF_GUARD_OUT(set_b64(o, "worker_id", cf_slice_make(t->worker_id, CF_WORKER_ID_LEN)));
     result = dump_json(o, out);
@@ -869,6 +863,11 @@ CF_RESULT cf_worker_attest_response_parse(cf_slice body, cf_worker_grant *out)
     const json_t *models = json_object_get(o, "models");
     CF_ENSURE_MSG_OUT(json_is_array(models) && json_array_size(models) <= CF_MANIFEST_MAX_MODELS, CF_E_MALFORMED,
                       "models: expected an array");
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        const json_t *m = json_array_get(models, i);
+        CF_ENSURE_MSG_OUT(json_is_string(m) && model_name_ok(json_string_value(m), json_string_length(m)),
+                          CF_E_MALFORMED, "models: expected model names");
+    }
     out->model_count = json_array_size(models);
     memcpy(out->policy, policy.ptr, policy.len);
     out->policy[policy.len] = '\0';
@@ -920,11 +919,13 @@ static CF_RESULT wrap_aad(const uint8_t worker_id[CF_WORKER_ID_LEN], const cf_ke
 }
 
 /* The signed encoding of an event (docs/protocol.md). */
-static CF_RESULT event_message(const uint8_t worker_id[CF_WORKER_ID_LEN], const cf_key_event *ev, cf_slice enc,
+static CF_RESULT event_message(const uint8_t worker_id[CF_WORKER_ID_LEN],
+                               const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_key_event *ev, cf_slice enc,
                                cf_slice ct, cf_buf *m)
 {
     CF_GUARD(append_label(m, LABEL_KEY_EVENT));
     CF_GUARD(cf_buf_append(m, worker_id, CF_WORKER_ID_LEN));
+    CF_GUARD(cf_buf_append(m, stream_nonce, CF_STREAM_NONCE_LEN));
     CF_GUARD(cf_buf_append_u64be(m, ev->seq));
     CF_GUARD(cf_buf_append_u8(m, (uint8_t)ev->type));
     switch (ev->type) {
@@ -944,10 +945,12 @@ static CF_RESULT event_message(const uint8_t worker_id[CF_WORKER_ID_LEN], const 
     CF_BAIL_MSG(CF_E_INVALID_ARGUMENT, "unknown event type");
 }
 
-CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker, const cf_key_event *ev,
-                             const uint8_t *k, cf_buf *out)
+CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker,
+                             const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_key_event *ev, const uint8_t *k,
+                             cf_buf *out)
 {
     CF_ENSURE_REF(worker);
+    CF_ENSURE_REF(stream_nonce);
     CF_ENSURE_REF(ev);
     CF_ENSURE_MSG(!carries_key(ev->type) || k != NULL, CF_E_INVALID_ARGUMENT, "put needs the key");
     cf_result result = CF_OK;
@@ -984,7 +987,7 @@ CF_RESULT cf_key_event_build(EVP_PKEY *sign_key, const cf_worker_token *worker, 
     } else {
         CF_BAIL_OUT(CF_E_INVALID_ARGUMENT, "unknown event type");
     }
-    CF_GUARD_OUT(event_message(worker->worker_id, ev, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
+    CF_GUARD_OUT(event_message(worker->worker_id, stream_nonce, ev, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
     CF_GUARD_OUT(cf_ed25519_sign(sign_key, cf_buf_slice(&m), sig));
     CF_GUARD_OUT(set_b64(o, "signature", cf_slice_make(sig, sizeof sig)));
     result = dump_json(o, out);
@@ -999,8 +1002,8 @@ out:
 }
 
 CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WORKER_ID_LEN],
-                            const cf_hpke_keypair *worker_kp, const char *name, cf_slice data, uint64_t expected_seq,
-                            cf_key_event *out)
+                            const uint8_t stream_nonce[CF_STREAM_NONCE_LEN], const cf_hpke_keypair *worker_kp,
+                            const char *name, cf_slice data, uint64_t expected_seq, cf_key_event *out)
 {
     static const char *const put_keys[] = {"seq", "key_id", "expires_at", "scope", "enc", "ct", "signature", NULL};
     static const char *const delete_keys[] = {"seq", "key_id", "reason", "signature", NULL};
@@ -1009,6 +1012,7 @@ CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WO
     CF_ENSURE_REF(name);
     CF_ENSURE_REF(out);
     CF_ENSURE_REF(worker_id);
+    CF_ENSURE_REF(stream_nonce);
     memset(out, 0, sizeof *out);
     cf_result result = CF_OK;
     json_t *o = NULL;
@@ -1057,9 +1061,10 @@ CF_RESULT cf_key_event_open(EVP_PKEY *as_sign_pub, const uint8_t worker_id[CF_WO
         break;
     }
     CF_GUARD_OUT(get_b64_fixed(o, "signature", sig, sizeof sig));
-    CF_GUARD_OUT(event_message(worker_id, out, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
+    CF_GUARD_OUT(event_message(worker_id, stream_nonce, out, cf_buf_slice(&enc), cf_buf_slice(&ct), &m));
     if (cf_is_error(cf_ed25519_verify(as_sign_pub, cf_buf_slice(&m), cf_slice_make(sig, sizeof sig)))) {
-        CF_BAIL_OUT(CF_E_BAD_SIGNATURE, "key stream event is not signed by the attested AS for this worker");
+        CF_BAIL_OUT(CF_E_BAD_SIGNATURE,
+                    "key stream event is not signed by the attested AS for this worker and stream nonce");
     }
     /* Signed sequence numbers: a dropped, replayed or reordered event fails. */
     if (out->seq != expected_seq) {
@@ -1097,21 +1102,52 @@ out:
 
 /* ---- fetch ------------------------------------------------------------------------------------ */
 
-CF_RESULT cf_key_fetch_build(const char *key_id, cf_buf *out)
+CF_RESULT cf_key_fetch_build(const char *key_id, const uint8_t nonce[CF_STREAM_NONCE_LEN], cf_buf *out)
 {
     CF_ENSURE_REF(key_id);
-    return dump_json(json_pack("{s:s}", "key_id", key_id), out);
+    CF_ENSURE_REF(nonce);
+    json_t *o = json_pack("{s:s}", "key_id", key_id);
+    CF_ENSURE_MSG(o != NULL, CF_E_NO_MEMORY, "json_pack failed");
+    if (cf_is_error(set_b64(o, "nonce", cf_slice_make(nonce, CF_STREAM_NONCE_LEN)))) {
+        json_decref(o);
+        return CF_ERROR;
+    }
+    return dump_json(o, out);
 }
 
-CF_RESULT cf_key_fetch_parse(cf_slice body, char key_id[CF_KEY_ID_LEN + 1])
+CF_RESULT cf_key_fetch_parse(cf_slice body, char key_id[CF_KEY_ID_LEN + 1], uint8_t nonce[CF_STREAM_NONCE_LEN])
 {
-    static const char *const keys[] = {"key_id", NULL};
+    static const char *const keys[] = {"key_id", "nonce", NULL};
     cf_result result = CF_OK;
     json_t *o = NULL;
     CF_GUARD(parse_object(body, &o));
     CF_GUARD_OUT(only_keys(o, keys));
     CF_GUARD_OUT(get_key_id(o, "key_id", key_id));
+    CF_GUARD_OUT(get_b64_fixed(o, "nonce", nonce, CF_STREAM_NONCE_LEN));
 out:
     json_decref(o);
     return result;
+}
+
+CF_RESULT cf_key_stream_query_build(const uint8_t nonce[CF_STREAM_NONCE_LEN], char out[CF_STREAM_QUERY_MAX])
+{
+    CF_ENSURE_REF(nonce);
+    char b64[CF_STREAM_QUERY_MAX];
+    CF_GUARD(cf_b64url_encode_str(cf_slice_make(nonce, CF_STREAM_NONCE_LEN), b64, sizeof b64));
+    int n = snprintf(out, CF_STREAM_QUERY_MAX, "stream=%s", b64);
+    CF_ENSURE(n > 0 && n < CF_STREAM_QUERY_MAX, CF_E_INTERNAL);
+    return CF_OK;
+}
+
+CF_RESULT cf_key_stream_query_parse(const char *query, uint8_t nonce[CF_STREAM_NONCE_LEN])
+{
+    CF_ENSURE_MSG(query != NULL && strncmp(query, "stream=", 7) == 0, CF_E_MALFORMED,
+                  "key stream needs ?stream=<16-byte nonce, base64url>");
+    cf_slice v = cf_slice_cstr(query + 7);
+    size_t len = 0;
+    CF_ENSURE_MSG(v.len == cf_b64url_encoded_len(CF_STREAM_NONCE_LEN) &&
+                      cf_is_ok(cf_b64url_decode_fixed(v, nonce, CF_STREAM_NONCE_LEN, &len)) &&
+                      len == CF_STREAM_NONCE_LEN,
+                  CF_E_MALFORMED, "stream: expected a 16-byte nonce in base64url");
+    return CF_OK;
 }

@@ -117,6 +117,9 @@ static CF_RESULT policy_load(const json_t *p, tdx_policy *out)
             for (size_t i = 0; ok && i < json_array_size(v); i++) {
                 cf_tdx_tcb_status st;
                 ok = cf_is_ok(cf_tdx_tcb_status_parse(json_string_value(json_array_get(v, i)), &st));
+                /* A revoked TCB is never acceptable (Intel's QVL treats it
+                 * as a terminal failure); a policy naming it is a mistake. */
+                ok = ok && st != CF_TDX_TCB_REVOKED;
                 if (ok) {
                     out->accepted_statuses |= 1u << st;
                 }
@@ -353,6 +356,8 @@ CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out)
 
     memset(&col, 0, sizeof col);
     memset(&tcb, 0, sizeof tcb);
+    /* DESIGN §5: the verification time is always explicit; 0 would be 1970. */
+    CF_ENSURE_MSG_OUT(in->now > 0, CF_E_INVALID_ARGUMENT, "tdx: verification time must be explicit");
     CF_GUARD_OUT(policy_load(in->policy, &pol));
 
     /* 1. Structure. */

@@ -190,8 +190,12 @@ static CF_RESULT parse_tcb_info_json(const json_t *j, cf_tdx_tcb_info *t)
     CF_GUARD(get_int(j, "tcbType", 0, 0, &tcb_type));
     CF_GUARD(get_int(j, "tcbEvaluationDataNumber", 0, INT32_MAX, &t->tcb_evaluation_data_number));
 
+    /* Intel PCS API v4: a TDX TCB info always carries tdxModule. Without it
+     * nothing would check the quote's MRSIGNERSEAM and SEAM attributes for
+     * quotes that use no module identity, so its absence is refused. */
     const json_t *mod = json_object_get(j, "tdxModule");
-    if (mod != NULL) {
+    CF_ENSURE_MSG(json_is_object(mod), CF_E_MALFORMED, "tdx collateral: tcbInfo has no tdxModule object");
+    {
         uint8_t a[8], m[8];
         t->has_module = true;
         CF_GUARD_MSG(get_hex(mod, "mrsigner", t->module_mrsigner, CF_TDX_MR_LEN), "tdxModule");
@@ -534,17 +538,7 @@ static CF_RESULT fill_slot(cf_slice *slot, cf_slice data, const char *what)
     return CF_OK;
 }
 
-static bool crl_issuer_cn_is(X509_CRL *crl, const char *cn)
-{
-    X509_NAME *name = X509_CRL_get_issuer(crl);
-    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-    if (idx < 0) {
-        return false;
-    }
-    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-    size_t len = strlen(cn);
-    return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
-}
+static bool crl_issuer_cn_is(X509_CRL *crl, const char *cn) { return tdx_name_cn_is(X509_CRL_get_issuer(crl), cn); }
 
 CF_RESULT cf_tdx_collateral_classify(cf_slice data, cf_tdx_collateral_parts *parts)
 {

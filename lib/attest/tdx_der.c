@@ -95,17 +95,25 @@ static CF_RESULT der_sgx_oid(cf_reader *r, uint8_t suffix[2], size_t *suffix_len
     return CF_OK;
 }
 
+/* One element `SEQUENCE { OID under the SGX arc, value }`: *ir is left at
+ * the value, inside the element. */
+static CF_RESULT der_sgx_element(cf_reader *r, cf_reader *ir, uint8_t suffix[2], size_t *suffix_len)
+{
+    cf_slice item;
+    CF_GUARD(der_tlv(r, TAG_SEQUENCE, &item));
+    *ir = cf_reader_make(item);
+    return der_sgx_oid(ir, suffix, suffix_len);
+}
+
 static CF_RESULT parse_tcb(cf_slice tcb_seq, cf_tdx_pck_ext *out)
 {
     cf_reader r = cf_reader_make(tcb_seq);
     uint32_t seen = 0; /* bit i-1 for component i, 17 pcesvn, 18 cpusvn */
     while (!cf_reader_done(&r)) {
-        cf_slice item;
-        CF_GUARD(der_tlv(&r, TAG_SEQUENCE, &item));
-        cf_reader ir = cf_reader_make(item);
+        cf_reader ir;
         uint8_t suffix[2];
         size_t slen;
-        CF_GUARD(der_sgx_oid(&ir, suffix, &slen));
+        CF_GUARD(der_sgx_element(&r, &ir, suffix, &slen));
         CF_ENSURE_MSG(slen == 2 && suffix[0] == 2 && suffix[1] >= 1 && suffix[1] <= 18, CF_E_MALFORMED,
                       "PCK SGX extension: unknown TCB element");
         uint8_t idx = suffix[1];
@@ -142,12 +150,10 @@ CF_RESULT cf_tdx_pck_ext_parse(cf_slice der, cf_tdx_pck_ext *out)
     size_t count = 0;
     while (!cf_reader_done(&r)) {
         CF_ENSURE_MSG(++count <= 16, CF_E_LIMIT, "PCK SGX extension: too many elements");
-        cf_slice item;
-        CF_GUARD(der_tlv(&r, TAG_SEQUENCE, &item));
-        cf_reader ir = cf_reader_make(item);
+        cf_reader ir;
         uint8_t suffix[2];
         size_t slen;
-        CF_GUARD(der_sgx_oid(&ir, suffix, &slen));
+        CF_GUARD(der_sgx_element(&r, &ir, suffix, &slen));
         CF_ENSURE_MSG(slen == 1, CF_E_MALFORMED, "PCK SGX extension: unexpected element OID");
         uint8_t idx = suffix[0];
         if (idx >= 1 && idx <= 5) {

@@ -31,7 +31,9 @@ typedef enum tdx_crl_mode { TDX_CRL_NONE = 0, TDX_CRL_LEAF = 1, TDX_CRL_ALL = 2 
 CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tdx_crl_mode crl_mode,
                                  int64_t at, bool allow_not_yet_valid, const char *what);
 
-/* True when cert's subject has exactly one CN and it equals `cn`. */
+/* True when `name` has exactly one CN and it equals `cn`. */
+bool tdx_name_cn_is(const X509_NAME *name, const char *cn);
+/* tdx_name_cn_is on cert's subject. */
 bool tdx_subject_cn_is(X509 *cert, const char *cn);
 
 /* The TD-report half of the policy (attributes, xfam, measurements,

@@ -53,9 +53,8 @@ CF_RESULT tdx_intel_root(X509 **out)
     return CF_OK;
 }
 
-bool tdx_subject_cn_is(X509 *cert, const char *cn)
+bool tdx_name_cn_is(const X509_NAME *name, const char *cn)
 {
-    X509_NAME *name = X509_get_subject_name(cert);
     int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
     if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
         return false;
@@ -64,6 +63,8 @@ bool tdx_subject_cn_is(X509 *cert, const char *cn)
     size_t len = strlen(cn);
     return v != NULL && (size_t)ASN1_STRING_length(v) == len && memcmp(ASN1_STRING_get0_data(v), cn, len) == 0;
 }
+
+bool tdx_subject_cn_is(X509 *cert, const char *cn) { return tdx_name_cn_is(X509_get_subject_name(cert), cn); }
 
 static int verify_cb_allow_not_yet_valid(int ok, X509_STORE_CTX *ctx)
 {
@@ -251,6 +252,9 @@ CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls
     STACK_OF(X509) *untrusted = NULL;
     int n = sk_X509_num(chain);
 
+    /* The time is always explicit (DESIGN §5); with allow_not_yet_valid a
+     * zero time would otherwise pass every notBefore check. */
+    CF_ENSURE_MSG(at > 0, CF_E_INVALID_ARGUMENT, "tdx: verification time must be explicit");
     CF_GUARD(tdx_intel_root(&root));
     if (n < 2 || !same_cert(sk_X509_value(chain, n - 1), root)) {
         cf_error_setf(CF_E_CERT, __FILE__, __LINE__, "%s: chain does not end in the pinned Intel SGX Root CA", what);
@@ -349,8 +353,12 @@ CF_RESULT tdx_parse_time(const char *s, int64_t *out)
         CF_ENSURE_MSG(i > start && i - start <= 9, CF_E_MALFORMED, "bad fractional seconds");
     }
     CF_ENSURE_MSG(i + 1 == len && s[i] == 'Z', CF_E_MALFORMED, "time must end in Z (UTC)");
-    CF_ENSURE_MSG(y >= 1970 && y <= 9999 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60,
+    static const int month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    CF_ENSURE_MSG(y >= 1970 && y <= 9999 && mo >= 1 && mo <= 12 && d >= 1 && d <= month_days[mo - 1] && h <= 23 &&
+                      mi <= 59 && se <= 60,
                   CF_E_MALFORMED, "time field out of range");
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    CF_ENSURE_MSG(mo != 2 || d <= 28 || leap, CF_E_MALFORMED, "time field out of range (no such day)");
     /* Days from civil (H. Hinnant), no timezone state involved. */
     int yy = y - (mo <= 2);
     int era = yy / 400;

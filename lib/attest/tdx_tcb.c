@@ -8,7 +8,8 @@
  *   3. when tee_tcb_svn[1] > 0 and the TCB info lists tdxModuleIdentities:
  *      identity "TDX_<tee_tcb_svn[1] as %02X>" must exist and match
  *      MRSIGNERSEAM and SEAM attributes; its level = the first whose isvsvn
- *      <= tee_tcb_svn[0]; otherwise tdxModule's signer/attributes must match;
+ *      <= tee_tcb_svn[0]; otherwise tdxModule's signer/attributes must match
+ *      (tdxModule is required, so MRSIGNERSEAM is always checked);
  *   4. QE identity: MRSIGNER, ISVPRODID, masked MISCSELECT and ATTRIBUTES
  *      must match; its level = the first whose isvsvn <= the QE's ISVSVN;
  *   5. converge: an OutOfDate module or QE turns UpToDate/SWHardeningNeeded
@@ -137,7 +138,10 @@ static CF_RESULT evaluate(const cf_tdx_quote *q, const cf_tdx_pck_ext *pck, cons
         if (ml != NULL) {
             CF_GUARD(add_advisories(res->advisory_ids, ml->advisory_ids));
         }
-    } else if (tcb->has_module) {
+    } else {
+        /* Fail closed for a hand-built cf_tdx_tcb_info: the parser always
+         * sets has_module. */
+        CF_ENSURE_MSG(tcb->has_module, CF_E_TCB, "tdx tcb: TCB info has no tdxModule to check MRSIGNERSEAM against");
         CF_ENSURE_MSG(memcmp(tcb->module_mrsigner, td->mrsignerseam, CF_TDX_MR_LEN) == 0, CF_E_TCB,
                       "tdx tcb: MRSIGNERSEAM differs from tdxModule.mrsigner");
         CF_ENSURE_MSG((td->seam_attributes & tcb->module_attributes_mask) ==

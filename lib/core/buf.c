@@ -12,6 +12,11 @@ void cf_buf_init(cf_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max ? max : CF_BUF_DEFAULT_MAX;
+    /* cf_buf_reserve computes len + extra + 1 and max + 1: keep both from
+     * wrapping when a caller asks for "no limit" with SIZE_MAX. */
+    if (b->max > SIZE_MAX - 1) {
+        b->max = SIZE_MAX - 1;
+    }
 }
 
 void cf_free_secret(void *p, size_t len)

@@ -32,8 +32,12 @@ static void encode_into(cf_slice in, char *dst, const char *alphabet)
     }
 }
 
+/* Largest input whose encoded length fits in a size_t. */
+#define B64_ENCODE_MAX ((SIZE_MAX / 4) * 3)
+
 CF_RESULT cf_b64url_encode(cf_slice in, cf_buf *out)
 {
+    CF_ENSURE(in.len <= B64_ENCODE_MAX, CF_E_TOO_LARGE);
     size_t n = cf_b64url_encoded_len(in.len);
     CF_GUARD(cf_buf_reserve(out, n));
     encode_into(in, (char *)out->data + out->len, b64url_alphabet);
@@ -43,6 +47,7 @@ CF_RESULT cf_b64url_encode(cf_slice in, cf_buf *out)
 
 CF_RESULT cf_b64url_encode_str(cf_slice in, char *out, size_t outsize)
 {
+    CF_ENSURE(in.len <= B64_ENCODE_MAX, CF_E_TOO_LARGE);
     size_t n = cf_b64url_encoded_len(in.len);
     CF_ENSURE_MSG(n < outsize, CF_E_TOO_LARGE, "base64url output does not fit");
     encode_into(in, out, b64url_alphabet);
@@ -66,7 +71,9 @@ static int sextet(uint8_t c, bool url)
 }
 
 /* Decode `in` (no padding) with the given alphabet into dst (room for
- * cf_b64url_decoded_max). Rejects non-canonical trailing bits. */
+ * cf_b64url_decoded_max). Rejects non-canonical trailing bits. On failure
+ * the bytes already written are wiped: decoded values are often keys, and
+ * a rejected one must not linger in the caller's spare capacity. */
 static CF_RESULT decode_into(cf_slice in, bool url, uint8_t *dst, size_t *dst_len)
 {
     CF_ENSURE_MSG(in.len % 4 != 1, CF_E_MALFORMED, "base64: impossible length");
@@ -75,7 +82,10 @@ static CF_RESULT decode_into(cf_slice in, bool url, uint8_t *dst, size_t *dst_le
     int bits = 0;
     for (size_t i = 0; i < in.len; i++) {
         int v = sextet(in.ptr[i], url);
-        CF_ENSURE_MSG(v >= 0, CF_E_MALFORMED, "base64: invalid character");
+        if (v < 0) {
+            cf_wipe(dst, o);
+            CF_BAIL_MSG(CF_E_MALFORMED, "base64: invalid character");
+        }
         acc = (acc << 6) | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {
@@ -84,7 +94,10 @@ static CF_RESULT decode_into(cf_slice in, bool url, uint8_t *dst, size_t *dst_le
             acc &= (1u << bits) - 1;
         }
     }
-    CF_ENSURE_MSG(acc == 0, CF_E_MALFORMED, "base64: non-canonical trailing bits");
+    if (acc != 0) {
+        cf_wipe(dst, o);
+        CF_BAIL_MSG(CF_E_MALFORMED, "base64: non-canonical trailing bits");
+    }
     *dst_len = o;
     return CF_OK;
 }
@@ -104,7 +117,11 @@ CF_RESULT cf_b64url_decode_fixed(cf_slice in, uint8_t *out, size_t outsize, size
     size_t n = (in.len / 4) * 3 + (in.len % 4 ? in.len % 4 - 1 : 0);
     CF_ENSURE_MSG(in.len % 4 != 1, CF_E_MALFORMED, "base64: impossible length");
     CF_ENSURE_MSG(n <= outsize, CF_E_MALFORMED, "base64url value too long");
-    CF_GUARD(decode_into(in, true, out, out_len));
+    size_t got;
+    CF_GUARD(decode_into(in, true, out, &got));
+    if (out_len != NULL) {
+        *out_len = got;
+    }
     return CF_OK;
 }
 
@@ -156,12 +173,16 @@ static int nibble(uint8_t c)
     return -1;
 }
 
+/* Like decode_into: a rejected input leaves no decoded bytes behind. */
 static CF_RESULT hex_decode_into(cf_slice in, uint8_t *dst)
 {
     for (size_t i = 0; i < in.len / 2; i++) {
         int hi = nibble(in.ptr[2 * i]);
         int lo = nibble(in.ptr[2 * i + 1]);
-        CF_ENSURE_MSG(hi >= 0 && lo >= 0, CF_E_MALFORMED, "hex: invalid character");
+        if (hi < 0 || lo < 0) {
+            cf_wipe(dst, i);
+            CF_BAIL_MSG(CF_E_MALFORMED, "hex: invalid character");
+        }
         dst[i] = (uint8_t)((hi << 4) | lo);
     }
     return CF_OK;

@@ -139,7 +139,9 @@ void cf_log_emit(cf_log_level level, const char *event, const cf_kv *fields)
     put_value(&l, event);
     for (const cf_kv *f = fields; f && f->type != CF_KV_END_; f++) {
         put(&l, " ", 1);
-        put_key(&l, f->key ? f->key : "field");
+        /* An empty key would print " =value", which reads as part of the
+         * previous field. */
+        put_key(&l, f->key != NULL && f->key[0] != '\0' ? f->key : "field");
         put(&l, "=", 1);
         switch (f->type) {
         case CF_KV_STR: put_value(&l, f->v.s); break;

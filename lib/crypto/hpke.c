@@ -38,25 +38,33 @@ static suite_id hpke_suite_id(cf_hpke_suite suite)
     return s;
 }
 
+/* Append "HPKE-v1" || suite_id || label || input to buf at *n (RFC 9180 §4:
+ * the common tail of both labeled functions). buf holds LABELED_INPUT_MAX. */
+static CF_RESULT labeled_input(const suite_id *sid, const char *label, cf_slice input, uint8_t *buf, size_t *n)
+{
+    size_t label_len = strlen(label);
+    CF_ENSURE(label_len <= LABEL_MAX, CF_E_INTERNAL);
+    CF_ENSURE_MSG(input.len <= CF_HPKE_INPUT_MAX, CF_E_TOO_LARGE, "HPKE input longer than CF_HPKE_INPUT_MAX");
+    memcpy(buf + *n, HPKE_VERSION_LABEL, HPKE_VERSION_LABEL_LEN);
+    *n += HPKE_VERSION_LABEL_LEN;
+    memcpy(buf + *n, sid->bytes, sid->len);
+    *n += sid->len;
+    memcpy(buf + *n, label, label_len);
+    *n += label_len;
+    if (input.len > 0) {
+        memcpy(buf + *n, input.ptr, input.len);
+        *n += input.len;
+    }
+    return CF_OK;
+}
+
 /* LabeledExtract(salt, label, ikm) = Extract(salt, "HPKE-v1"||suite_id||label||ikm) */
 static CF_RESULT labeled_extract(const suite_id *sid, cf_slice salt, const char *label, cf_slice ikm,
                                  uint8_t out[CF_SHA256_LEN])
 {
-    size_t label_len = strlen(label);
-    CF_ENSURE(label_len <= LABEL_MAX, CF_E_INTERNAL);
-    CF_ENSURE_MSG(ikm.len <= CF_HPKE_INPUT_MAX, CF_E_TOO_LARGE, "HPKE input longer than CF_HPKE_INPUT_MAX");
     uint8_t buf[LABELED_INPUT_MAX];
     size_t n = 0;
-    memcpy(buf + n, HPKE_VERSION_LABEL, HPKE_VERSION_LABEL_LEN);
-    n += HPKE_VERSION_LABEL_LEN;
-    memcpy(buf + n, sid->bytes, sid->len);
-    n += sid->len;
-    memcpy(buf + n, label, label_len);
-    n += label_len;
-    if (ikm.len > 0) {
-        memcpy(buf + n, ikm.ptr, ikm.len);
-        n += ikm.len;
-    }
+    CF_GUARD(labeled_input(sid, label, ikm, buf, &n));
     cf_result result = cf_hkdf_sha256_extract(salt, cf_slice_make(buf, n), out);
     cf_wipe(buf, n); /* ikm may be a DH output or a PSK */
     return result;
@@ -67,24 +75,12 @@ static CF_RESULT labeled_extract(const suite_id *sid, cf_slice salt, const char 
 static CF_RESULT labeled_expand(const suite_id *sid, cf_slice prk, const char *label, cf_slice info, uint8_t *out,
                                 size_t out_len)
 {
-    size_t label_len = strlen(label);
-    CF_ENSURE(label_len <= LABEL_MAX, CF_E_INTERNAL);
-    CF_ENSURE_MSG(info.len <= CF_HPKE_INPUT_MAX, CF_E_TOO_LARGE, "HPKE input longer than CF_HPKE_INPUT_MAX");
     CF_ENSURE(out_len <= 0xFFFF, CF_E_INVALID_ARGUMENT);
     uint8_t buf[LABELED_INPUT_MAX];
     size_t n = 0;
     buf[n++] = (uint8_t)(out_len >> 8);
     buf[n++] = (uint8_t)out_len;
-    memcpy(buf + n, HPKE_VERSION_LABEL, HPKE_VERSION_LABEL_LEN);
-    n += HPKE_VERSION_LABEL_LEN;
-    memcpy(buf + n, sid->bytes, sid->len);
-    n += sid->len;
-    memcpy(buf + n, label, label_len);
-    n += label_len;
-    if (info.len > 0) {
-        memcpy(buf + n, info.ptr, info.len);
-        n += info.len;
-    }
+    CF_GUARD(labeled_input(sid, label, info, buf, &n));
     cf_result result = cf_hkdf_sha256_expand(prk, cf_slice_make(buf, n), out, out_len);
     cf_wipe(buf, n);
     return result;

@@ -859,6 +859,11 @@ static cf_result writer_fail(cf_json_writer *w)
     return CF_ERROR;
 }
 
+/* A raw member value sits one level below the object being written, so it
+ * may nest one container less than a whole document: then everything the
+ * writer emits also passes cf_json_object_parse with the default limits. */
+static const cf_json_limits member_value_limits = {.max_depth = CF_JSON_DEFAULT_MAX_DEPTH - 1};
+
 /* name_is_literal: `name` is a validated JSON string token, copied verbatim;
  * otherwise it is escaped. value_is_text: `value` is UTF-8 text to escape;
  * otherwise it is raw JSON, copied verbatim. */
@@ -891,7 +896,7 @@ static CF_RESULT writer_add(cf_json_writer *w, cf_slice name, bool name_is_liter
             cf_error_set(CF_E_INVALID_ARGUMENT, "json: string value is not valid UTF-8", __FILE__, __LINE__);
             return writer_fail(w);
         }
-    } else if (cf_is_error(cf_json_validate(value, NULL, NULL))) {
+    } else if (cf_is_error(cf_json_validate(value, &member_value_limits, NULL))) {
         cf_error_add_context("json writer: raw value");
         return writer_fail(w);
     }

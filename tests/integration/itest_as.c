@@ -9,10 +9,15 @@
 #define _GNU_SOURCE /* memmem */
 #include "test_helper.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,9 +59,24 @@ static void start_as(env_t *e, daemon_t *d, const char *name, const char *const 
     snprintf(d->log, sizeof d->log, "%s/%s.log", e->tmp, name);
     char bin[600];
     snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
-    const char *argv[32] = {bin,         "--platform", "sim",      "--sim-dir", e->sim_dir, "--manifest",
-                            e->manifest_path, "--port", "0", "--keepalive", "1"};
-    size_t n = 11;
+    /* CONFIDE_ITEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full"
+     * runs the daemon under a tool (its exit status is checked at stop). */
+    const char *argv[48];
+    size_t n = 0;
+    static char wrapper[512];
+    const char *w = getenv("CONFIDE_ITEST_WRAPPER");
+    if (w != NULL && w[0] != '\0') {
+        snprintf(wrapper, sizeof wrapper, "%s", w);
+        char *save = NULL;
+        for (char *tok = strtok_r(wrapper, " ", &save); tok != NULL && n < 16; tok = strtok_r(NULL, " ", &save)) {
+            argv[n++] = tok;
+        }
+    }
+    const char *fixed[] = {bin, "--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", e->manifest_path,
+                           "--port", "0", "--keepalive", "1"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        argv[n++] = fixed[i];
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         argv[n++] = extra[i];
     }
@@ -64,13 +84,17 @@ static void start_as(env_t *e, daemon_t *d, const char *name, const char *const 
     d->pid = fork();
     assert_true(d->pid >= 0);
     if (d->pid == 0) {
+        /* Never outlive a failed test. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         FILE *f = freopen(d->log, "w", stderr);
+        FILE *o = freopen("/dev/null", "w", stdout);
         (void)f;
-        execv(bin, (char *const *)(uintptr_t)argv);
+        (void)o;
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
         _exit(127);
     }
     /* Wait for "event=as_started ... port=N". */
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 800; i++) {
         usleep(25000);
         cf_buf log;
         cf_test_read_file(d->log, false, &log);
@@ -98,7 +122,7 @@ static void stop_as(daemon_t *d)
     }
     kill(d->pid, SIGTERM);
     int status = 0;
-    for (int i = 0; i < 200 && waitpid(d->pid, &status, WNOHANG) != d->pid; i++) {
+    for (int i = 0; i < 800 && waitpid(d->pid, &status, WNOHANG) != d->pid; i++) {
         usleep(25000);
     }
     /* SIGTERM must end it cleanly with status 0. */
@@ -170,6 +194,7 @@ static void expect_error(const resp_t *r, long status, const char *code)
 /* ---- key streams (SSE over curl multi) ---------------------------------------- */
 
 typedef struct stream {
+    uint8_t nonce[CF_STREAM_NONCE_LEN];
     CURLM *multi;
     CURL *easy;
     struct curl_slist *hdrs;
@@ -179,10 +204,12 @@ typedef struct stream {
 
 static void stream_open(const daemon_t *d, const char *token, stream_t *s)
 {
-    char url[256], auth[1024];
-    snprintf(url, sizeof url, "%s/v1/workers/keys", d->base_url);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    char url[256], auth[1024], query[CF_STREAM_QUERY_MAX];
     memset(s, 0, sizeof *s);
+    assert_cf_ok(cf_random(s->nonce, sizeof s->nonce));
+    assert_cf_ok(cf_key_stream_query_build(s->nonce, query));
+    snprintf(url, sizeof url, "%s/v1/workers/keys?%s", d->base_url, query);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
     cf_buf_init(&s->raw, 0);
     s->multi = curl_multi_init();
     s->easy = curl_easy_init();
@@ -331,7 +358,8 @@ static bool worker_event(const env_t *e, worker_t *w, int timeout_ms, cf_key_eve
     cf_buf_init(&data, 0);
     bool got = stream_next(&w->s, timeout_ms, name, &data, ended);
     if (got) {
-        assert_cf_ok(cf_key_event_open(e->id.signing_key, w->grant.worker_id, &w->kp, name, cf_buf_slice(&data),
+        assert_cf_ok(cf_key_event_open(e->id.signing_key, w->grant.worker_id, w->s.nonce, &w->kp, name,
+                                       cf_buf_slice(&data),
                                        w->seq, out));
         w->seq++;
     }
@@ -368,6 +396,10 @@ static void worker_free(worker_t *w)
     cf_hpke_keypair_wipe(&w->kp);
 }
 
+/* The worker's nonce for single-key fetches (fresh per fetch in a real worker). */
+static const uint8_t fetch_nonce[CF_STREAM_NONCE_LEN] = {0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7,
+                                                        0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff};
+
 /* ---- client ------------------------------------------------------------------- */
 
 typedef struct client_key {
@@ -383,10 +415,10 @@ static void scope_of(cf_key_scope *s, const char *model)
     s->count = 1;
 }
 
-static long upload(const daemon_t *d, const cf_as_identity *id, const char *model, uint32_t ttl, client_key *ck,
-                   resp_t *r)
+/* Upload ck->k (already generated) with this scope and TTL. */
+static long upload_key(const daemon_t *d, const cf_as_identity *id, const char *model, uint32_t ttl, client_key *ck,
+                       resp_t *r)
 {
-    assert_cf_ok(cf_key_generate(ck->k, ck->key_id));
     cf_key_scope scope;
     scope_of(&scope, model);
     cf_buf body;
@@ -401,6 +433,13 @@ static long upload(const daemon_t *d, const cf_as_identity *id, const char *mode
     }
     cf_buf_free(&body);
     return r->status;
+}
+
+static long upload(const daemon_t *d, const cf_as_identity *id, const char *model, uint32_t ttl, client_key *ck,
+                   resp_t *r)
+{
+    assert_cf_ok(cf_key_generate(ck->k, ck->key_id));
+    return upload_key(d, id, model, ttl, ck, r);
 }
 
 static void verify_as(const daemon_t *d, const env_t *e, cf_as_identity *id)
@@ -464,7 +503,8 @@ static int setup(void **state)
     fclose(f);
     assert_cf_ok(cf_manifest_parse(cf_slice_cstr(text), &e->manifest));
     free(text);
-    start_as(e, &e->as, "as", NULL);
+    static const char *const generous[] = {"--rate-burst", "1000", NULL};
+    start_as(e, &e->as, "as", generous);
     static const char *const short_tokens[] = {"--token-ttl", "3", "--token-notice", "2", NULL};
     start_as(e, &e->as_short, "as_short", short_tokens);
     verify_as(&e->as, e, &e->id);
@@ -556,11 +596,11 @@ static void test_worker_gets_exactly_its_scope(void **state)
     /* Fetch one key by id. */
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build(ka.key_id, &fb));
+    assert_cf_ok(cf_key_fetch_build(ka.key_id, fetch_nonce, &fb));
     http(&e->as, "POST", "/v1/workers/key", cf_buf_slice(&fb), main_w.grant.token, &r);
     assert_int_equal(r.status, 200);
-    assert_cf_ok(cf_key_event_open(e->id.signing_key, main_w.grant.worker_id, &main_w.kp, "key", cf_buf_slice(&r.body),
-                                   0, &ev));
+    assert_cf_ok(cf_key_event_open(e->id.signing_key, main_w.grant.worker_id, fetch_nonce, &main_w.kp, "key",
+                                   cf_buf_slice(&r.body), 0, &ev));
     assert_memory_equal(ev.k, ka.k, 32);
     cf_key_event_wipe(&ev);
     cf_buf_free(&r.body);
@@ -569,7 +609,7 @@ static void test_worker_gets_exactly_its_scope(void **state)
     expect_error(&r, 401, "unauthorized");
     cf_buf_free(&r.body);
     cf_buf_reset(&fb);
-    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", &fb));
+    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", fetch_nonce, &fb));
     http(&e->as, "POST", "/v1/workers/key", cf_buf_slice(&fb), main_w.grant.token, &r);
     expect_error(&r, 404, "unknown_key");
     cf_buf_free(&r.body);
@@ -577,6 +617,19 @@ static void test_worker_gets_exactly_its_scope(void **state)
     expect_error(&r, 401, "unauthorized");
     cf_buf_free(&r.body);
     cf_buf_free(&fb);
+
+    /* Re-uploading the same key with another scope moves it between workers. */
+    assert_int_equal(upload_key(&e->as, &e->id, "model-c", 600, &ka, &r), 200);
+    cf_buf_free(&r.body);
+    assert_true(worker_event(e, &main_w, 5000, &ev, &ended));
+    assert_int_equal(ev.type, CF_KEY_EVENT_DELETE);
+    assert_string_equal(ev.key_id, ka.key_id);
+    assert_string_equal(ev.reason, "scope");
+    assert_true(worker_event(e, &other_w, 5000, &ev, &ended));
+    assert_int_equal(ev.type, CF_KEY_EVENT_PUT);
+    assert_string_equal(ev.key_id, ka.key_id);
+    assert_memory_equal(ev.k, ka.k, 32);
+    cf_key_event_wipe(&ev);
 
     /* Secrets never reach the log. */
     cf_buf log;
@@ -617,8 +670,17 @@ static void test_worker_rejections(void **state)
         cf_buf_free(&r.body);
         worker_free(&w);
     }
-    /* Forged and missing tokens open no stream. */
+    /* A stream without the worker's nonce is refused. */
     resp_t r;
+    worker_t ok;
+    worker_join(e, &e->as, &ok, NULL, TAMPER_NONE, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    http(&e->as, "GET", "/v1/workers/keys", CF_SLICE_EMPTY, ok.grant.token, &r);
+    expect_error(&r, 400, "malformed");
+    cf_buf_free(&r.body);
+    worker_free(&ok);
+    /* Forged and missing tokens open no stream. */
     stream_t s;
     stream_open(&e->as, "AAAA", &s);
     char name[32];
@@ -651,8 +713,12 @@ static double metric(const daemon_t *d, const char *series)
     resp_t r;
     http(d, "GET", "/metrics", CF_SLICE_EMPTY, NULL, &r);
     assert_cf_ok(cf_buf_append_u8(&r.body, 0));
-    const char *at = strstr((const char *)r.body.data, series);
-    double v = at ? atof(at + strlen(series) + 1) : -1;
+    /* The sample line, not the # HELP / # TYPE lines. */
+    char needle[256];
+    snprintf(needle, sizeof needle, "\n%s ", series);
+    const char *at = strstr((const char *)r.body.data, needle);
+    assert_non_null(at);
+    double v = atof(at + strlen(needle));
     cf_buf_free(&r.body);
     return v;
 }
@@ -661,6 +727,7 @@ static void test_upload_refusals_leave_no_state(void **state)
 {
     env_t *e = *state;
     double keys_before = metric(&e->as, "confide_as_keys");
+    assert_true(keys_before >= 3); /* from the tests before */
     resp_t r;
     client_key ck;
     /* TTL above the manifest bound. */
@@ -776,7 +843,7 @@ static void test_delete_and_expiry_reach_streams(void **state)
     assert_true(time(NULL) >= ke.expires_at);
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build(ke.key_id, &fb));
+    assert_cf_ok(cf_key_fetch_build(ke.key_id, fetch_nonce, &fb));
     http(&e->as, "POST", "/v1/workers/key", cf_buf_slice(&fb), w.grant.token, &r);
     expect_error(&r, 404, "unknown_key");
     cf_buf_free(&r.body);
@@ -812,7 +879,7 @@ static void test_token_expiry(void **state)
     /* An expired token opens nothing. */
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", &fb));
+    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", fetch_nonce, &fb));
     http(&e->as_short, "POST", "/v1/workers/key", cf_buf_slice(&fb), w.grant.token, &r);
     expect_error(&r, 401, "expired");
     cf_buf_free(&r.body);
@@ -822,7 +889,7 @@ static void test_token_expiry(void **state)
     worker_join(e, &e->as, &w2, NULL, TAMPER_NONE, &r);
     cf_buf_free(&r.body);
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", &fb));
+    assert_cf_ok(cf_key_fetch_build("AAAAAAAAAAAAAAAAAAAAAA", fetch_nonce, &fb));
     http(&e->as_short, "POST", "/v1/workers/key", cf_buf_slice(&fb), w2.grant.token, &r);
     expect_error(&r, 401, "unauthorized");
     cf_buf_free(&r.body);
@@ -831,6 +898,206 @@ static void test_token_expiry(void **state)
     e->id = saved;
     cf_as_identity_free(&id);
     worker_free(&w);
+}
+
+static void test_abuse_limits(void **state)
+{
+    env_t *e = *state;
+    daemon_t d;
+    static const char *const tight[] = {"--rate-attest", "1", "--rate-upload", "1", "--rate-burst", "4",
+                                        "--max-keys", "1", "--max-workers", "1", "--max-body", "8192",
+                                        "--read-timeout-ms", "500", NULL};
+    start_as(e, &d, "as_tight", tight);
+    cf_as_identity id;
+    verify_as(&d, e, &id); /* 1 attest token */
+    resp_t r;
+    /* Body above --max-body. */
+    char big[12000];
+    memset(big, ' ', sizeof big);
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    big[sizeof big - 1] = '\0';
+    http(&d, "POST", "/v1/keys", cf_slice_cstr(big), NULL, &r);
+    assert_int_equal(r.status, 413);
+    cf_buf_free(&r.body);
+    /* --max-keys 1: the second distinct key is refused, the first kept. */
+    client_key k1, k2;
+    assert_int_equal(upload(&d, &id, "model-a", 60, &k1, &r), 200);
+    cf_buf_free(&r.body);
+    upload(&d, &id, "model-a", 60, &k2, &r);
+    expect_error(&r, 429, "limit_exceeded");
+    cf_buf_free(&r.body);
+    assert_true(metric(&d, "confide_as_keys") == 1);
+    /* --max-workers 1. */
+    worker_t w1, w2;
+    worker_join(e, &d, &w1, NULL, TAMPER_NONE, &r); /* 2 attest tokens */
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    cf_as_identity saved = e->id;
+    e->id = id;
+    worker_attach(e, &d, &w1, 1, NULL);
+    e->id = saved;
+    memset(&w2, 0, sizeof w2);
+    stream_open(&d, w1.grant.token, &w2.s);
+    char name[32];
+    cf_buf data;
+    cf_buf_init(&data, 0);
+    bool ended;
+    assert_false(stream_next(&w2.s, 3000, name, &data, &ended));
+    long status = 0;
+    curl_easy_getinfo(w2.s.easy, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 429);
+    cf_buf_free(&data);
+    /* Per-peer rate: the burst of 4 attest-class requests is spent. */
+    http(&d, "POST", "/v1/workers/challenge", CF_SLICE_EMPTY, NULL, &r);
+    cf_buf_free(&r.body);
+    http(&d, "POST", "/v1/workers/challenge", CF_SLICE_EMPTY, NULL, &r);
+    expect_error(&r, 429, "limit_exceeded");
+    cf_buf_free(&r.body);
+    assert_true(metric(&d, "confide_as_rate_limited_total") >= 1);
+
+    /* A client that sends half a request is dropped after --read-timeout-ms. */
+    int port = atoi(strrchr(d.base_url, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *partial = "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
+    assert_int_equal(write(fd, partial, strlen(partial)), (ssize_t)strlen(partial));
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    time_t t0 = time(NULL);
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    char buf[512];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    assert_true(time(NULL) - t0 <= 3);
+    close(fd);
+
+    /* SIGTERM with a key stream open: the stream ends, the daemon exits 0. */
+    stop_as(&d);
+    cf_key_event ev;
+    e->id = id;
+    while (worker_event(e, &w1, 5000, &ev, &ended)) {
+        cf_key_event_wipe(&ev);
+    }
+    e->id = saved;
+    assert_true(ended);
+    worker_free(&w1);
+    worker_free(&w2);
+    cf_as_identity_free(&id);
+}
+
+/* HTTPS with --tls-cert / --tls-key. */
+static void test_tls(void **state)
+{
+    env_t *e = *state;
+    char cmd[2048], cert[600], key[600];
+    snprintf(cert, sizeof cert, "%s/tls.pem", e->tmp);
+    snprintf(key, sizeof key, "%s/tls.key", e->tmp);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' 2>/dev/null",
+             key, cert);
+    assert_int_equal(system(cmd), 0);
+    const char *const tls[] = {"--tls-cert", cert, "--tls-key", key, NULL};
+    daemon_t d;
+    start_as(e, &d, "as_tls", tls);
+    /* HTTPS, checked against the certificate as CA. */
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%s/healthz", strrchr(d.base_url, ':') + 1);
+    CURL *c = curl_easy_init();
+    cf_buf body;
+    cf_buf_init(&body, 0);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, cert);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 200);
+    curl_easy_cleanup(c);
+    cf_buf_free(&body);
+    stop_as(&d);
+}
+
+/* Run confide-as to completion (it must exit by itself) and return its
+ * exit status; its stderr goes to `log`. */
+static int run_as(const char *log, const char *const *args)
+{
+    char bin[600];
+    snprintf(bin, sizeof bin, "%s/bin/confide-as", build_dir());
+    const char *argv[32] = {bin};
+    size_t n = 1;
+    for (size_t i = 0; args[i] != NULL && n < 31; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(log, "w", stderr);
+        FILE *o = freopen("/dev/null", "w", stdout);
+        (void)f;
+        (void)o;
+        execv(bin, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static bool log_has(const char *log, const char *needle)
+{
+    cf_buf b;
+    cf_test_read_file(log, false, &b);
+    bool found = memmem(b.data, b.len, needle, strlen(needle)) != NULL;
+    cf_buf_free(&b);
+    return found;
+}
+
+/* Misconfiguration is refused at start with the reason, never served. */
+static void test_refuses_bad_start(void **state)
+{
+    env_t *e = *state;
+    char log[600], manifest[600];
+    snprintf(log, sizeof log, "%s/bad_start.log", e->tmp);
+    /* A manifest whose AS policy pins another binary: the self-check fails. */
+    snprintf(manifest, sizeof manifest, "%s/other_as.json", e->tmp);
+    cf_buf text;
+    cf_buf_init(&text, 0);
+    assert_cf_ok(cf_buf_append_slice(&text, cf_buf_slice(&e->manifest->bytes)));
+    char as_hex[97];
+    const json_t *ms = json_object_get(e->manifest->as_policy, "measurements");
+    snprintf(as_hex, sizeof as_hex, "%s", json_string_value(json_array_get(ms, 0)));
+    uint8_t *at = memmem(text.data, text.len, as_hex, 96);
+    assert_non_null(at);
+    at[0] = at[0] == '0' ? '1' : '0';
+    FILE *f = fopen(manifest, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text.data, 1, text.len, f), text.len);
+    fclose(f);
+    cf_buf_free(&text);
+    const char *const wrong_binary[] = {"--platform", "sim", "--sim-dir", e->sim_dir, "--manifest", manifest,
+                                        "--port", "0", NULL};
+    assert_int_equal(run_as(log, wrong_binary), 1);
+    assert_true(log_has(log, "event=startup_failed err=policy_violation"));
+    assert_true(log_has(log, "self-check"));
+    /* Platform other than the manifest's AS platform. */
+    const char *const wrong_platform[] = {"--platform", "snp", "--manifest", e->manifest_path, NULL};
+    assert_int_equal(run_as(log, wrong_platform), 1);
+    assert_true(log_has(log, "err=bad_config"));
+    /* Usage errors exit 2; --help exits 0. */
+    const char *const unknown_flag[] = {"--platfrom", "sim", NULL};
+    assert_int_equal(run_as(log, unknown_flag), 2);
+    const char *const missing[] = {"--platform", "sim", NULL};
+    assert_int_equal(run_as(log, missing), 2);
+    const char *const help[] = {"--help", NULL};
+    assert_int_equal(run_as(log, help), 0);
 }
 
 int main(void)
@@ -842,6 +1109,9 @@ int main(void)
         cmocka_unit_test(test_upload_refusals_leave_no_state),
         cmocka_unit_test(test_delete_and_expiry_reach_streams),
         cmocka_unit_test(test_token_expiry),
+        cmocka_unit_test(test_abuse_limits),
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_refuses_bad_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -393,35 +393,42 @@ static void test_worker_join_and_events(void **state)
     assert_int_equal(g.expires_at, f->now + 300);
     cf_worker_grant_free(&g);
 
-    /* Events. */
+    /* Events (bound to the worker's stream nonce). */
+    uint8_t sn[CF_STREAM_NONCE_LEN], other_sn[CF_STREAM_NONCE_LEN];
+    assert_cf_ok(cf_random(sn, sizeof sn));
+    memcpy(other_sn, sn, sizeof sn);
+    other_sn[0] ^= 1;
     uint8_t k[32];
     cf_key_event e = {.type = CF_KEY_EVENT_PUT, .seq = 0, .expires_at = f->now + 100};
     assert_cf_ok(cf_key_generate(k, e.key_id));
     make_scope(&e.scope, "qwen", NULL);
     cf_buf data;
     cf_buf_init(&data, 0);
-    assert_cf_ok(cf_key_event_build(f->as_sign, &t, &e, k, &data));
+    assert_cf_ok(cf_key_event_build(f->as_sign, &t, sn, &e, k, &data));
     assert_null(memmem(data.data, data.len, k, 32));
     cf_key_event got;
-    assert_cf_ok(cf_key_event_open(f->as_sign, t.worker_id, &wkp, "put", cf_buf_slice(&data), 0, &got));
+    assert_cf_ok(cf_key_event_open(f->as_sign, t.worker_id, sn, &wkp, "put", cf_buf_slice(&data), 0, &got));
     assert_memory_equal(got.k, k, 32);
     assert_string_equal(got.key_id, e.key_id);
     assert_int_equal(got.expires_at, f->now + 100);
-    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, &wkp, "put", cf_buf_slice(&data), 1, &got),
+    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, sn, &wkp, "put", cf_buf_slice(&data), 1, &got),
                     CF_E_REPLAY);
-    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, &wkp, "key", cf_buf_slice(&data), 0, &got),
+    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, sn, &wkp, "key", cf_buf_slice(&data), 0, &got),
                     CF_E_BAD_SIGNATURE);
     uint8_t other_worker[CF_WORKER_ID_LEN] = {0};
-    assert_cf_error(cf_key_event_open(f->as_sign, other_worker, &wkp, "put", cf_buf_slice(&data), 0, &got),
+    assert_cf_error(cf_key_event_open(f->as_sign, other_worker, sn, &wkp, "put", cf_buf_slice(&data), 0, &got),
                     CF_E_BAD_SIGNATURE);
-    assert_cf_error(cf_key_event_open(evil, t.worker_id, &wkp, "put", cf_buf_slice(&data), 0, &got),
+    assert_cf_error(cf_key_event_open(evil, t.worker_id, sn, &wkp, "put", cf_buf_slice(&data), 0, &got),
+                    CF_E_BAD_SIGNATURE);
+    /* A recorded stream replayed to a new stream of the same worker. */
+    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, other_sn, &wkp, "put", cf_buf_slice(&data), 0, &got),
                     CF_E_BAD_SIGNATURE);
     cf_hpke_keypair other_kp;
     assert_cf_ok(cf_hpke_keypair_generate(CF_HPKE_KEM_X25519_SHA256, &other_kp));
-    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, &other_kp, "put", cf_buf_slice(&data), 0, &got),
+    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, sn, &other_kp, "put", cf_buf_slice(&data), 0, &got),
                     CF_E_AUTH_FAILED);
     cf_hpke_keypair_wipe(&other_kp);
-    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, &wkp, "bogus", cf_buf_slice(&data), 0, &got),
+    assert_cf_error(cf_key_event_open(f->as_sign, t.worker_id, sn, &wkp, "bogus", cf_buf_slice(&data), 0, &got),
                     CF_E_MALFORMED);
 
     static const cf_key_event_type others[] = {CF_KEY_EVENT_DELETE, CF_KEY_EVENT_READY, CF_KEY_EVENT_TOKEN_EXPIRING};
@@ -430,8 +437,8 @@ static void test_worker_join_and_events(void **state)
         memcpy(o.key_id, e.key_id, sizeof o.key_id);
         snprintf(o.reason, sizeof o.reason, "expired");
         cf_buf_reset(&data);
-        assert_cf_ok(cf_key_event_build(f->as_sign, &t, &o, NULL, &data));
-        assert_cf_ok(cf_key_event_open(f->as_sign, t.worker_id, NULL, cf_key_event_name(others[i]),
+        assert_cf_ok(cf_key_event_build(f->as_sign, &t, sn, &o, NULL, &data));
+        assert_cf_ok(cf_key_event_open(f->as_sign, t.worker_id, sn, NULL, cf_key_event_name(others[i]),
                                        cf_buf_slice(&data), 7 + i, &got));
         assert_int_equal(got.type, others[i]);
         if (others[i] == CF_KEY_EVENT_DELETE) {
@@ -446,11 +453,23 @@ static void test_worker_join_and_events(void **state)
     /* Fetch body. */
     cf_buf fb;
     cf_buf_init(&fb, 0);
-    assert_cf_ok(cf_key_fetch_build(e.key_id, &fb));
+    assert_cf_ok(cf_key_fetch_build(e.key_id, sn, &fb));
     char fkid[CF_KEY_ID_LEN + 1];
-    assert_cf_ok(cf_key_fetch_parse(cf_buf_slice(&fb), fkid));
+    uint8_t fn[CF_STREAM_NONCE_LEN];
+    assert_cf_ok(cf_key_fetch_parse(cf_buf_slice(&fb), fkid, fn));
     assert_string_equal(fkid, e.key_id);
-    assert_cf_error(cf_key_fetch_parse(cf_slice_cstr("{\"key_id\":\"short\"}"), fkid), CF_E_MALFORMED);
+    assert_memory_equal(fn, sn, sizeof sn);
+    assert_cf_error(cf_key_fetch_parse(cf_slice_cstr("{\"key_id\":\"short\"}"), fkid, fn), CF_E_MALFORMED);
+    assert_cf_error(cf_key_fetch_parse(cf_slice_cstr("{\"key_id\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), fkid, fn),
+                    CF_E_MALFORMED);
+    /* Stream query. */
+    char q[CF_STREAM_QUERY_MAX];
+    assert_cf_ok(cf_key_stream_query_build(sn, q));
+    assert_cf_ok(cf_key_stream_query_parse(q, fn));
+    assert_memory_equal(fn, sn, sizeof sn);
+    assert_cf_error(cf_key_stream_query_parse(NULL, fn), CF_E_MALFORMED);
+    assert_cf_error(cf_key_stream_query_parse("stream=AAAA", fn), CF_E_MALFORMED);
+    assert_cf_error(cf_key_stream_query_parse("x=1&stream=AAAAAAAAAAAAAAAAAAAAAA", fn), CF_E_MALFORMED);
 
     EVP_PKEY_free(evil);
     cf_key_event_wipe(&got);

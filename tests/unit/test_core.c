@@ -113,6 +113,16 @@ static void test_buf_limits_and_ownership(void **state)
     assert_null(b.data);
     cf_free_secret(owned, n);
     cf_buf_free(&b);
+
+    /* SIZE_MAX as the limit: a huge reservation fails cleanly instead of
+     * wrapping len + extra + 1 to zero and "succeeding" without memory. */
+    cf_buf_init(&b, SIZE_MAX);
+    assert_cf_ok(cf_buf_append_cstr(&b, "x"));
+    assert_true(cf_is_error(cf_buf_reserve(&b, SIZE_MAX - 1)));
+    assert_true(cf_is_error(cf_buf_reserve(&b, SIZE_MAX)));
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.data[0], 'x');
+    cf_buf_free(&b);
 }
 
 static void test_ct_equal(void **state)
@@ -167,6 +177,44 @@ static void test_base64url_rfc4648(void **state)
     assert_cf_error(cf_b64url_encode_str(cf_slice_make("foob", 4), str, sizeof str), CF_E_TOO_LARGE);
 }
 
+/* Padded base64 is strict too, and no decoder leaves decoded bytes behind
+ * when it rejects an input (they may be key material). */
+static void test_decoders_strict_and_leave_nothing(void **state)
+{
+    (void)state;
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    const char *bad_b64[] = {"Zg=", "Zh==", "Zm9=", "Z===", "Zm9v====", "Zg==Zg==", "Zm9v\nYg==", "Zm-v"};
+    for (size_t i = 0; i < sizeof bad_b64 / sizeof bad_b64[0]; i++) {
+        assert_cf_error(cf_b64_decode(cf_slice_cstr(bad_b64[i]), &b), CF_E_MALFORMED);
+        assert_int_equal(b.len, 0);
+    }
+    assert_cf_ok(cf_b64_decode(cf_slice_cstr("Zm8="), &b));
+    assert_memory_equal(b.data, "fo", 2);
+    cf_buf_reset(&b);
+
+    /* Six good bytes, then a bad character: the six are wiped. */
+    assert_cf_error(cf_b64url_decode(cf_slice_cstr("QUJDREVG$A"), &b), CF_E_MALFORMED);
+    assert_int_equal(b.len, 0);
+    assert_non_null(b.data);
+    static const uint8_t zero[8] = {0};
+    assert_memory_equal(b.data, zero, 6);
+    assert_cf_error(cf_hex_decode(cf_slice_cstr("414243zz"), &b), CF_E_MALFORMED);
+    assert_memory_equal(b.data, zero, 3);
+    cf_buf_free(&b);
+
+    uint8_t fixed[8];
+    memset(fixed, 0xEE, sizeof fixed);
+    assert_cf_error(cf_b64url_decode_fixed(cf_slice_cstr("QUJDREVG$A"), fixed, sizeof fixed, NULL), CF_E_MALFORMED);
+    assert_memory_equal(fixed, zero, 6);
+    memset(fixed, 0xEE, sizeof fixed);
+    assert_cf_error(cf_hex_decode_fixed(cf_slice_cstr("4142zz"), fixed, sizeof fixed, NULL), CF_E_MALFORMED);
+    assert_memory_equal(fixed, zero, 2);
+    assert_cf_error(cf_hex_decode_fixed(cf_slice_cstr("414243"), fixed, 2, NULL), CF_E_MALFORMED);
+    assert_cf_ok(cf_b64url_decode_fixed(cf_slice_cstr("QUI"), fixed, sizeof fixed, NULL));
+    assert_memory_equal(fixed, "AB", 2);
+}
+
 static void test_hex(void **state)
 {
     (void)state;
@@ -198,6 +246,7 @@ static void test_log_escapes_and_bounds(void **state)
     CF_LOG_INFO("plain");
     CF_LOG_WARN("fields", cf_kv_str("path", "/v1/x y\n=z\"q"), cf_kv_int("n", -3), cf_kv_id("req", 255),
                 cf_kv_str("long", longv));
+    CF_LOG_INFO("empty_key", cf_kv_str("", "v"));
     cf_log_set_file(NULL);
     rewind(f);
     char line[4096];
@@ -209,6 +258,8 @@ static void test_log_escapes_and_bounds(void **state)
     assert_non_null(strstr(line, "n=-3 req=00000000000000ff"));
     assert_non_null(strstr(line, "xxx..."));
     assert_true(strlen(line) < 400);
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "event=empty_key field=v"));
     assert_null(fgets(line, sizeof line, f));
     fclose(f);
     assert_int_equal(cf_log_level_parse("warn"), CF_LOG_WARN);
@@ -223,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_buf_limits_and_ownership),
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_base64url_rfc4648),
+        cmocka_unit_test(test_decoders_strict_and_leave_nothing),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_log_escapes_and_bounds),
     };

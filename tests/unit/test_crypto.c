@@ -583,6 +583,10 @@ static void test_x509_amd_rsa_pss_chain(void **state)
     assert_cf_error(cf_x509_verify_chain(vcek, ask, genoa_ark, NULL, T_2026_03_01), CF_E_CERT);
     assert_non_null(strstr(cf_error_last()->detail, "local issuer"));
     assert_cf_error(cf_x509_verify_chain(vcek, ask, ark, NULL, 0), CF_E_INVALID_ARGUMENT);
+    /* The ASK passed as the trust anchor: only complete chains up to a
+     * self-signed root are accepted, never a partial one (SOURCES.md §2). */
+    assert_cf_error(cf_x509_verify_chain(vcek, NULL, ask, NULL, T_2026_03_01), CF_E_CERT);
+    assert_cf_error(cf_x509_verify_chain(vcek, ark, ask, NULL, T_2026_03_01), CF_E_CERT);
     /* A VCEK whose hwID was rewritten: signature failure. */
     X509 *bad = load_vector_cert("amd-sev-snp/negative/trustee_vcek_bad_sig_hwid_raw.der");
     assert_cf_error(cf_x509_verify_chain(bad, ask, ark, NULL, T_2026_03_01), CF_E_CERT);

@@ -112,10 +112,15 @@ static void run_one_vector(json_t *v, vector_counts *counts)
     size_t idx;
     json_t *e;
     if (suite.aead_id == CF_HPKE_AEAD_EXPORT_ONLY) {
+        /* Export-only contexts neither seal nor open (RFC 9180 §5.3). */
         cf_buf out;
         cf_buf_init(&out, 0);
+        uint8_t fake_ct[CF_AEAD_TAG_LEN + 1] = {0};
         assert_cf_error(cf_hpke_seal(&sender, CF_SLICE_EMPTY, cf_slice_cstr("x"), &out), CF_E_UNSUPPORTED);
+        assert_cf_error(cf_hpke_open(&recipient, CF_SLICE_EMPTY, cf_slice_make(fake_ct, sizeof fake_ct), &out),
+                        CF_E_UNSUPPORTED);
         assert_int_equal(out.len, 0);
+        cf_buf_free(&out);
     }
     json_array_foreach(encs, idx, e)
     {

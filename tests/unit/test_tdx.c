@@ -161,6 +161,8 @@ static void test_dcap_v4_up_to_date(void **state)
     rd[63] ^= 1;
     assert_cf_error(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), NULL, at("2025-07-01T00:00:00Z"), rd, &c2),
                     CF_E_REPORT_DATA);
+    /* The verification time is always explicit: zero is refused. */
+    assert_cf_error(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), NULL, 0, NULL, &c2), CF_E_INVALID_ARGUMENT);
     /* Expired collateral without a time override (today). */
     assert_cf_error(verify_full(cf_buf_slice(&q), cf_buf_slice(&col), NULL, at("2026-11-25T00:00:00Z"), NULL, &c2),
                     CF_E_EXPIRED);
@@ -570,6 +572,8 @@ static void test_policy_validate_names_field(void **state)
         {"{\"report_data\":\"zz\"}", "report_data"},
         {"{\"accepted_tcb_statuses\":[\"Fine\"]}", "accepted_tcb_statuses"},
         {"{\"accepted_tcb_statuses\":[]}", "accepted_tcb_statuses"},
+        /* A revoked TCB can never be accepted. */
+        {"{\"accepted_tcb_statuses\":[\"UpToDate\",\"Revoked\"]}", "accepted_tcb_statuses"},
         {"{\"debug_allowed\":\"no\"}", "debug_allowed"},
         {"{\"verification\":\"none\"}", "verification"},
         {"{\"allow_missing_crls\":1}", "allow_missing_crls"},
@@ -819,6 +823,10 @@ static void test_pck_extension_and_tcb_rules(void **state)
             fail_msg("truncated PCK extension of %zu bytes parsed", n);
         }
     }
+    /* The chain verifies at an explicit time; time 0 is refused even where
+     * notBefore would be waived (the TCB Signing exception). */
+    assert_cf_ok(tdx_verify_intel_chain(chain, NULL, TDX_CRL_NONE, at("2025-07-01T00:00:00Z"), false, "PCK chain"));
+    assert_cf_error(tdx_verify_intel_chain(chain, NULL, TDX_CRL_NONE, 0, true, "PCK chain"), CF_E_INVALID_ARGUMENT);
     sk_X509_pop_free(chain, X509_free);
 
     cf_tdx_collateral c;
@@ -848,6 +856,30 @@ static void test_pck_extension_and_tcb_rules(void **state)
     low_mod.td.tee_tcb_svn[1] = 0x7f;
     assert_cf_error(cf_tdx_tcb_evaluate(&low_mod, &ext, c.tcb_info, c.qe_identity, &r), CF_E_TCB);
     assert_detail("TDX_7F");
+    /* Without an applicable module identity, tdxModule's signer is checked. */
+    low_mod = pq;
+    low_mod.td.tee_tcb_svn[1] = 0;
+    low_mod.td.mrsignerseam[0] ^= 1;
+    assert_cf_error(cf_tdx_tcb_evaluate(&low_mod, &ext, c.tcb_info, c.qe_identity, &r), CF_E_TCB);
+    assert_detail("tdxModule.mrsigner");
+    c.tcb_info->has_module = false;
+    low_mod.td.mrsignerseam[0] ^= 1;
+    assert_cf_error(cf_tdx_tcb_evaluate(&low_mod, &ext, c.tcb_info, c.qe_identity, &r), CF_E_TCB);
+    assert_detail("no tdxModule");
+    c.tcb_info->has_module = true;
+    /* A TCB info without tdxModule does not parse. */
+    {
+        json_t *j = cf_test_load_json_vector(V "dcap-qvl/tdx_quote_v4_collateral.json");
+        char *raw = strdup(json_string_value(json_object_get(j, "tcb_info")));
+        char *p = strstr(raw, "\"tdxModule\":");
+        assert_non_null(p);
+        memcpy(p, "\"tdxModulX\":", 12);
+        cf_tdx_tcb_info ti;
+        assert_cf_error(cf_tdx_tcb_info_parse(cf_slice_cstr(raw), &ti), CF_E_MALFORMED);
+        assert_detail("tdxModule");
+        free(raw);
+        json_decref(j);
+    }
     /* QE identity mismatch (MRSIGNER). */
     low_mod = pq;
     low_mod.qe_report.mrsigner[0] ^= 1;
@@ -916,6 +948,12 @@ static void test_pinned_root_and_time_parser(void **state)
     assert_cf_error(tdx_parse_time("2025-07-01T00:00:00", &t), CF_E_MALFORMED);
     assert_cf_error(tdx_parse_time("2025-07-01 00:00:00Z", &t), CF_E_MALFORMED);
     assert_cf_error(tdx_parse_time("2025-13-01T00:00:00Z", &t), CF_E_MALFORMED);
+    /* Days that do not exist are refused, not rolled into the next month. */
+    assert_cf_error(tdx_parse_time("2025-02-29T00:00:00Z", &t), CF_E_MALFORMED);
+    assert_cf_error(tdx_parse_time("2025-04-31T00:00:00Z", &t), CF_E_MALFORMED);
+    assert_cf_error(tdx_parse_time("2100-02-29T00:00:00Z", &t), CF_E_MALFORMED);
+    assert_int_equal(at("2000-02-29T00:00:00Z"), 951782400);
+    assert_int_equal(at("2025-12-31T23:59:59Z"), 1767225599);
 }
 
 int main(void)
