@@ -505,20 +505,24 @@ static void test_timeouts_and_connect_failure(void **state)
     assert_true(run_until(f->base, &f->server_saw_close));
     cf_buf_free(&r.body);
 
-    /* Connection refused: a port nobody listens on. */
+    /* Connection refused: a port that is bound but not listening. The
+     * socket stays bound during the call, so that no other process (tests
+     * running in parallel) can start listening on the port meanwhile. */
     int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t sl = sizeof sa;
     assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
-    close(s);
     char closed_url[64];
     snprintf(closed_url, sizeof closed_url, "http://127.0.0.1:%u/", ntohs(sa.sin_port));
     rec_init(&r);
     o = rec_opts(&r, closed_url);
     assert_cf_ok(cf_http_call_start(f->client, &o, NULL));
-    assert_true(run_until(f->base, &r.done));
+    bool done = run_until(f->base, &r.done);
+    close(s);
+    assert_true(done);
     assert_int_equal(r.error, CF_HTTP_ERR_CONNECT);
     cf_buf_free(&r.body);
     fx_free(state);
