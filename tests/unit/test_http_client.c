@@ -487,7 +487,9 @@ static void test_timeouts_and_connect_failure(void **state)
     assert_true(run_until(f->base, &r.done));
     long el = cf_test_now_ms() - t0;
     assert_int_equal(r.error, CF_HTTP_ERR_TIMEOUT);
-    assert_true(el >= 140 && el < cf_test_budget_ms(5000)); /* fired, and not absurdly late */
+    /* Fired on time: libevent's coarse clock (up to a 10 ms tick behind
+     * ours) may make it look slightly early; a loaded machine, late. */
+    assert_true(el >= 130 && el < cf_test_budget_ms(5000));
     assert_true(run_until(f->base, &f->server_saw_close));
     cf_buf_free(&r.body);
 
@@ -501,7 +503,7 @@ static void test_timeouts_and_connect_failure(void **state)
     assert_true(run_until(f->base, &r.done));
     el = cf_test_now_ms() - t0;
     assert_int_equal(r.error, CF_HTTP_ERR_TIMEOUT);
-    assert_true(el >= 140 && el < cf_test_budget_ms(5000)); /* fired, and not absurdly late */
+    assert_true(el >= 130 && el < cf_test_budget_ms(5000));
     assert_true(run_until(f->base, &f->server_saw_close));
     cf_buf_free(&r.body);
 
