@@ -64,6 +64,11 @@ double cf_bench_ops_per_sec(void (*op)(void *arg), void *arg, double seconds)
 
 void cf_bench_row(const char *label, double ours, double baseline, const char *unit)
 {
+    /* Long labels get their own line so the figure columns stay aligned. */
+    if (strlen(label) > 44) {
+        printf("  %s\n", label);
+        label = "";
+    }
     if (baseline > 0) {
         printf("  %-44s %14.1f %-8s baseline %14.1f   ratio %.3f\n", label, ours, unit, baseline, ours / baseline);
     } else {

@@ -18,6 +18,13 @@
  * validates them in cf_attest_policy_validate() with errors that name the
  * bad field. A NULL policy means "production defaults": everything
  * cryptographic is checked, debug is refused, nothing else is constrained.
+ *
+ * A policy may be partial where a person checks one piece of evidence by
+ * hand (`confide verify --policy`). A manifest policy may not: it must pin
+ * the workload (sim and snp: measurements; snp: or id_key_digests; tdx:
+ * mrtd and rtmr0..rtmr2), or opt out with
+ * "insecure_allow_any_workload": true, which `confide manifest show` flags.
+ * Otherwise any VM on genuine, up-to-date hardware would be trusted.
  */
 #ifndef CONFIDE_ATTEST_H
 #define CONFIDE_ATTEST_H
@@ -76,19 +83,43 @@ typedef struct cf_claims {
 
 void cf_claims_free(cf_claims *c);
 
-/* Dispatch on in->platform. */
+/* Dispatch on in->platform. in->now must be > 0 (CF_E_INVALID_ARGUMENT). */
 CF_RESULT cf_attest_verify(const cf_verify_input *in, cf_claims *out);
-/* Check a manifest policy object for this platform (unknown keys and bad
- * values are errors naming the field). */
-CF_RESULT cf_attest_policy_validate(cf_platform p, const json_t *policy);
 
-/* Per-platform entry points (the dispatcher's table). */
+/* The policy key with which a manifest policy accepts any workload on its
+ * platform (development only; `confide manifest show` warns about it). */
+#define CF_POLICY_KEY_ANY_WORKLOAD "insecure_allow_any_workload"
+
+typedef enum cf_policy_use {
+    /* One-off check by hand (`confide verify --policy`): partial policies,
+     * e.g. only {"allow_debug": true}, are fine. */
+    CF_POLICY_USE_OFFLINE = 0,
+    /* A manifest's AS or worker policy: it must also pin the workload
+     * (CF_E_CONFIG naming what is missing) unless it sets
+     * CF_POLICY_KEY_ANY_WORKLOAD to true. */
+    CF_POLICY_USE_MANIFEST = 1,
+} cf_policy_use;
+
+/* Check a policy object for this platform (unknown keys and bad values are
+ * errors naming the field). Same as cf_attest_policy_validate_for(p, policy,
+ * CF_POLICY_USE_OFFLINE). */
+CF_RESULT cf_attest_policy_validate(cf_platform p, const json_t *policy);
+CF_RESULT cf_attest_policy_validate_for(cf_platform p, const json_t *policy, cf_policy_use use);
+/* True if the policy sets CF_POLICY_KEY_ANY_WORKLOAD to true. */
+bool cf_attest_policy_allows_any_workload(const json_t *policy);
+
+/* Per-platform entry points (the dispatcher's table). *_pins_workload
+ * validates the policy and then requires the workload pins described
+ * above (CF_E_CONFIG naming each missing key). */
 CF_RESULT cf_sim_verify(const cf_verify_input *in, cf_claims *out);
 CF_RESULT cf_sim_policy_validate(const json_t *policy);
+CF_RESULT cf_sim_policy_pins_workload(const json_t *policy);
 CF_RESULT cf_snp_verify(const cf_verify_input *in, cf_claims *out);
 CF_RESULT cf_snp_policy_validate(const json_t *policy);
+CF_RESULT cf_snp_policy_pins_workload(const json_t *policy);
 CF_RESULT cf_tdx_verify(const cf_verify_input *in, cf_claims *out);
 CF_RESULT cf_tdx_policy_validate(const json_t *policy);
+CF_RESULT cf_tdx_policy_pins_workload(const json_t *policy);
 
 /* ---- Evidence collection (the attester side) ----------------------------- */
 

@@ -13,6 +13,9 @@
  * duplicate keys and duplicate names are refused with CF_E_CONFIG (or the
  * platform's own code for a bad policy object) and a detail that names the
  * field path, e.g. "manifest.workers[1].models: expected array of strings".
+ * Every AS and worker policy must pin the workload (attest.h,
+ * CF_POLICY_USE_MANIFEST) or opt out with "insecure_allow_any_workload":
+ * true, which cf_manifest_describe puts first, as a warning.
  * A parsed manifest is immutable; all pointers into it are borrowed and live
  * as long as the cf_manifest.
  */
@@ -44,6 +47,9 @@ typedef struct cf_manifest_worker {
     cf_platform platform;
     const json_t *policy; /* platform policy object (borrowed) */
     const json_t *models; /* array of model-name strings (borrowed) */
+    /* The policy opts out of pinning the workload
+     * (CF_POLICY_KEY_ANY_WORKLOAD): development only. */
+    bool any_workload;
 } cf_manifest_worker;
 
 typedef struct cf_manifest {
@@ -54,6 +60,7 @@ typedef struct cf_manifest {
     char name[CF_MANIFEST_NAME_MAX + 1];
     cf_platform as_platform;
     const json_t *as_policy;
+    bool as_any_workload; /* as cf_manifest_worker.any_workload */
     cf_manifest_worker *workers;
     size_t worker_count;
     int64_t ttl_min_s;

@@ -111,7 +111,9 @@ static CF_RESULT parse_platform_policy(const json_t *obj, const char *path, cf_p
         CF_BAIL_FMT(CF_E_CONFIG, "%s.policy: expected object (the %s platform policy)", path,
                     cf_platform_name(*platform));
     }
-    if (cf_is_error(cf_attest_policy_validate(*platform, pol))) {
+    /* A manifest policy must pin the workload (attest.h): checked here so
+     * that no manifest with a policy like {"vmpl": 0} ever loads. */
+    if (cf_is_error(cf_attest_policy_validate_for(*platform, pol, CF_POLICY_USE_MANIFEST))) {
         char ctx[96];
         snprintf(ctx, sizeof ctx, "%s.policy", path);
         cf_error_add_context(ctx);
@@ -202,6 +204,7 @@ static CF_RESULT parse_document(cf_manifest *m)
     CF_GUARD(get_object(root, "as", "manifest", &as));
     CF_GUARD(check_keys(as, "manifest.as", as_keys));
     CF_GUARD(parse_platform_policy(as, "manifest.as", &m->as_platform, &m->as_policy));
+    m->as_any_workload = cf_attest_policy_allows_any_workload(m->as_policy);
     if (m->as_platform == CF_PLATFORM_SIM) {
         CF_ENSURE_MSG(json_array_size(m->accepted_roots) > 0, CF_E_CONFIG,
                       "manifest.as.platform: sim needs the sim root fingerprint in manifest.accepted_roots");
@@ -235,6 +238,7 @@ static CF_RESULT parse_document(cf_manifest *m)
             }
         }
         CF_GUARD(parse_platform_policy(w, path, &mw->platform, &mw->policy));
+        mw->any_workload = cf_attest_policy_allows_any_workload(mw->policy);
         if (mw->platform == CF_PLATFORM_SIM) {
             if (json_array_size(m->accepted_roots) == 0) {
                 CF_BAIL_FMT(CF_E_CONFIG, "%s.platform: sim needs the sim root fingerprint in manifest.accepted_roots",
@@ -411,8 +415,14 @@ CF_RESULT cf_manifest_verify_worker(const cf_manifest *m, cf_platform platform, 
 
 /* ---- description and building -------------------------------------------- */
 
-static CF_RESULT describe_policy(const json_t *policy, cf_buf *out)
+#define ANY_WORKLOAD_WARNING                                                                                   \
+    "INSECURE: " CF_POLICY_KEY_ANY_WORKLOAD " - ANY workload on this platform is accepted (development only)"
+
+static CF_RESULT describe_policy(const json_t *policy, bool any_workload, cf_buf *out)
 {
+    if (any_workload) {
+        CF_GUARD(cf_buf_appendf(out, "    !!! %s\n", ANY_WORKLOAD_WARNING));
+    }
     char *text = json_dumps(policy, JSON_COMPACT | JSON_SORT_KEYS);
     CF_ENSURE_MSG(text != NULL, CF_E_NO_MEMORY, "json_dumps failed");
     cf_result r = cf_buf_appendf(out, "    policy:   %s\n", text);
@@ -425,6 +435,16 @@ CF_RESULT cf_manifest_describe(const cf_manifest *m, cf_buf *out)
     CF_ENSURE_REF(m);
     CF_ENSURE_REF(out);
     CF_GUARD(cf_buf_appendf(out, "manifest %s\n", m->name[0] ? m->name : "(unnamed)"));
+    /* First thing shown, before anything a reader might stop at. */
+    if (m->as_any_workload) {
+        CF_GUARD(cf_buf_appendf(out, "!!! WARNING: the attestation service policy is %s\n", ANY_WORKLOAD_WARNING));
+    }
+    for (size_t i = 0; i < m->worker_count; i++) {
+        if (m->workers[i].any_workload) {
+            CF_GUARD(cf_buf_appendf(out, "!!! WARNING: worker policy %s is %s\n", m->workers[i].name,
+                                    ANY_WORKLOAD_WARNING));
+        }
+    }
     CF_GUARD(cf_buf_appendf(out, "  sha256:   %s\n", m->sha256_hex));
     CF_GUARD(cf_buf_appendf(out, "  key TTL:  %lld s .. %lld s\n", (long long)m->ttl_min_s, (long long)m->ttl_max_s));
     if (json_array_size(m->accepted_roots) == 0) {
@@ -436,11 +456,11 @@ CF_RESULT cf_manifest_describe(const cf_manifest *m, cf_buf *out)
         }
     }
     CF_GUARD(cf_buf_appendf(out, "  attestation service:\n    platform: %s\n", cf_platform_name(m->as_platform)));
-    CF_GUARD(describe_policy(m->as_policy, out));
+    CF_GUARD(describe_policy(m->as_policy, m->as_any_workload, out));
     for (size_t i = 0; i < m->worker_count; i++) {
         const cf_manifest_worker *w = &m->workers[i];
         CF_GUARD(cf_buf_appendf(out, "  worker policy %s:\n    platform: %s\n", w->name, cf_platform_name(w->platform)));
-        CF_GUARD(describe_policy(w->policy, out));
+        CF_GUARD(describe_policy(w->policy, w->any_workload, out));
         CF_GUARD(cf_buf_appendf(out, "    models:  "));
         for (size_t j = 0; j < json_array_size(w->models); j++) {
             CF_GUARD(cf_buf_appendf(out, " %s", json_string_value(json_array_get(w->models, j))));

@@ -466,6 +466,7 @@ typedef struct sim_policy {
     const json_t *measurements; /* array or NULL (unconstrained) */
     bool allow_debug;
     uint32_t min_svn;
+    bool any_workload; /* insecure_allow_any_workload: only changes what a manifest accepts */
 } sim_policy;
 
 static CF_RESULT parse_policy(const json_t *policy, sim_policy *out)
@@ -506,8 +507,14 @@ static CF_RESULT parse_policy(const json_t *policy, sim_policy *out)
                               json_integer_value(value) <= UINT32_MAX,
                           CF_E_POLICY, "min_svn: expected an integer 0..4294967295");
             out->min_svn = (uint32_t)json_integer_value(value);
+        } else if (strcmp(key, CF_POLICY_KEY_ANY_WORKLOAD) == 0) {
+            CF_ENSURE_MSG(json_is_boolean(value), CF_E_POLICY, CF_POLICY_KEY_ANY_WORKLOAD ": expected true or false");
+            out->any_workload = json_is_true(value);
         } else {
-            CF_BAIL_FMT(CF_E_POLICY, "%.64s: unknown key (expected measurements, allow_debug, min_svn)", key);
+            CF_BAIL_FMT(CF_E_POLICY,
+                        "%.64s: unknown key (expected measurements, allow_debug, min_svn, " CF_POLICY_KEY_ANY_WORKLOAD
+                        ")",
+                        key);
         }
     }
     return CF_OK;
@@ -517,6 +524,18 @@ CF_RESULT cf_sim_policy_validate(const json_t *policy)
 {
     sim_policy p;
     return parse_policy(policy, &p);
+}
+
+/* The sim measurement is the SHA-384 of the executable: the only thing that
+ * names the workload. */
+CF_RESULT cf_sim_policy_pins_workload(const json_t *policy)
+{
+    sim_policy p;
+    CF_GUARD(parse_policy(policy, &p));
+    CF_ENSURE_MSG(p.measurements != NULL || p.any_workload, CF_E_CONFIG,
+                  "sim policy: pins no workload: missing \"measurements\" (a manifest policy must pin the workload, "
+                  "or say \"" CF_POLICY_KEY_ANY_WORKLOAD "\": true)");
+    return CF_OK;
 }
 
 static bool measurement_listed(const json_t *list, const uint8_t m[CF_SIM_MEASUREMENT_LEN])

@@ -154,6 +154,10 @@ static CF_RESULT parse_into(const json_t *json, cf_snp_policy *p)
             CF_GUARD(get_bool(v, k, &p->allow_smt));
         } else if (strcmp(k, "require_crl") == 0) {
             CF_GUARD(get_bool(v, k, &p->require_crl));
+        } else if (strcmp(k, CF_POLICY_KEY_ANY_WORKLOAD) == 0) {
+            /* Changes only what a manifest accepts (cf_snp_policy_pins_workload). */
+            bool ignored;
+            CF_GUARD(get_bool(v, k, &ignored));
         } else if (strcmp(k, "vmpl") == 0) {
             CF_GUARD(get_uint(v, k, 0, 3, &n));
             p->vmpl = (int)n;
@@ -205,4 +209,25 @@ CF_RESULT cf_snp_policy_validate(const json_t *policy)
     CF_GUARD(cf_snp_policy_parse(policy, &p));
     cf_snp_policy_free(&p);
     return CF_OK;
+}
+
+/* What names the workload of an SNP guest (ABI spec 56860 §4.5 and
+ * SNP_LAUNCH_FINISH): MEASUREMENT is the launch digest of the initial guest
+ * memory and VMSAs; ID_KEY_DIGEST names the key that signed the ID block,
+ * and the firmware launches a guest under an ID block only if the block's
+ * launch digest equals MEASUREMENT, so a pinned ID key also names the
+ * images its owner signed. HOST_DATA is chosen by the (untrusted) host at
+ * launch: on its own it proves nothing about what runs. */
+CF_RESULT cf_snp_policy_pins_workload(const json_t *policy)
+{
+    cf_snp_policy p;
+    CF_GUARD(cf_snp_policy_parse(policy, &p));
+    bool pinned = p.measurement_count > 0 || p.id_key_digest_count > 0;
+    cf_snp_policy_free(&p);
+    if (pinned || json_is_true(json_object_get(policy, CF_POLICY_KEY_ANY_WORKLOAD))) {
+        return CF_OK;
+    }
+    CF_BAIL_MSG(CF_E_CONFIG, "snp policy: pins no workload: missing \"measurements\" (or \"id_key_digests\"; "
+                             "host_data is chosen by the host): a manifest policy must pin it, or say "
+                             "\"" CF_POLICY_KEY_ANY_WORKLOAD "\": true");
 }

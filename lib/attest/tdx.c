@@ -39,6 +39,7 @@ typedef struct tdx_policy {
     const json_t *mr[MR_COUNT]; /* borrowed: string or array of strings */
     bool has_report_data;
     uint8_t report_data[64];
+    bool any_workload; /* insecure_allow_any_workload: only changes what a manifest accepts */
 } tdx_policy;
 
 static bool is_hex_len(const json_t *v, size_t nbytes)
@@ -67,17 +68,15 @@ static bool is_hex_or_hex_array(const json_t *v, size_t nbytes)
     return is_hex_len(v, nbytes);
 }
 
-static uint64_t le64_from_hex(const char *hex)
+/* 16 hex digits holding the 8 bytes as they appear in the quote, i.e. a
+ * little-endian u64 (xfam). The caller has checked the length with
+ * is_hex_len. */
+static CF_RESULT le64_from_hex(const char *hex, uint64_t *out)
 {
-    uint8_t b[8] = {0};
-    if (cf_is_error(cf_hex_decode_fixed(cf_slice_make(hex, 16), b, 8, NULL))) {
-        return 0; /* unreachable: validated by is_hex_len first */
-    }
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | b[i];
-    }
-    return v;
+    uint8_t b[8];
+    CF_GUARD(cf_hex_decode_fixed(cf_slice_make(hex, 16), b, sizeof b, NULL));
+    cf_reader r = cf_reader_make(cf_slice_make(b, sizeof b));
+    return cf_reader_u64le(&r, out);
 }
 
 static CF_RESULT policy_load(const json_t *p, tdx_policy *out)
@@ -126,9 +125,11 @@ static CF_RESULT policy_load(const json_t *p, tdx_policy *out)
             }
             cf_error_clear();
         } else if (strcmp(key, "xfam") == 0) {
-            ok = is_hex_len(v, 8);
+            ok = is_hex_len(v, 8) && cf_is_ok(le64_from_hex(json_string_value(v), &out->xfam));
             out->has_xfam = ok;
-            out->xfam = ok ? le64_from_hex(json_string_value(v)) : 0;
+        } else if (strcmp(key, CF_POLICY_KEY_ANY_WORKLOAD) == 0) {
+            ok = json_is_boolean(v);
+            out->any_workload = json_is_true(v);
         } else if (strcmp(key, "report_data") == 0) {
             ok = is_hex_len(v, 64);
             out->has_report_data = ok;
@@ -158,6 +159,42 @@ CF_RESULT cf_tdx_policy_validate(const json_t *policy)
 {
     tdx_policy p;
     return policy_load(policy, &p);
+}
+
+/* The registers a manifest policy must pin so that it names one workload,
+ * not "any TD on genuine hardware" (TDX Module ABI §TDREPORT; TDVF design
+ * guide §Measurement): MRTD is the initial TD memory, i.e. the virtual
+ * firmware only. RTMR0 holds what the firmware was configured with
+ * (TD HOB, CFV with the Secure Boot variables, the VMM-supplied ACPI
+ * tables whose AML the kernel runs), RTMR1 the OS loader and kernel, RTMR2
+ * the kernel command line and initrd. Without all four the host or the
+ * image owner could swap what runs. RTMR3 is left to the workload: nothing
+ * extends it during boot; runtimes that extend it pin it themselves. */
+static const mr_field workload_registers[] = {MR_MRTD, MR_RTMR0, MR_RTMR1, MR_RTMR2};
+
+CF_RESULT cf_tdx_policy_pins_workload(const json_t *policy)
+{
+    tdx_policy p;
+    CF_GUARD(policy_load(policy, &p));
+    if (p.any_workload) {
+        return CF_OK;
+    }
+    char missing[64] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof workload_registers / sizeof workload_registers[0]; i++) {
+        if (p.mr[workload_registers[i]] == NULL) {
+            int n = snprintf(missing + used, sizeof missing - used, "%s%s", used ? ", " : "",
+                             mr_names[workload_registers[i]]);
+            used += (n > 0 && (size_t)n < sizeof missing - used) ? (size_t)n : 0;
+        }
+    }
+    if (used > 0) {
+        CF_BAIL_FMT(CF_E_CONFIG,
+                    "tdx policy: pins no workload: missing %s (a manifest policy must pin mrtd, rtmr0, rtmr1 and "
+                    "rtmr2, or say \"" CF_POLICY_KEY_ANY_WORKLOAD "\": true)",
+                    missing);
+    }
+    return CF_OK;
 }
 
 static bool mr_matches(const json_t *spec, const uint8_t value[CF_TDX_MR_LEN])

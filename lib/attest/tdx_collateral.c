@@ -53,13 +53,14 @@ static CF_RESULT get_hex(const json_t *obj, const char *key, uint8_t *out, size_
     return hex_exact(s, out, n, key);
 }
 
-static uint64_t le64(const uint8_t b[8])
+/* 16 hex digits holding 8 bytes in quote order, i.e. a little-endian u64
+ * (TCB info attributes / attributesMask, Intel PCS TCB info v3). */
+static CF_RESULT get_hex_le64(const json_t *obj, const char *key, uint64_t *out)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | b[i];
-    }
-    return v;
+    uint8_t b[8];
+    CF_GUARD(get_hex(obj, key, b, sizeof b));
+    cf_reader r = cf_reader_make(cf_slice_make(b, sizeof b));
+    return cf_reader_u64le(&r, out);
 }
 
 static CF_RESULT get_time(const json_t *obj, const char *key, int64_t *out)
@@ -195,15 +196,10 @@ static CF_RESULT parse_tcb_info_json(const json_t *j, cf_tdx_tcb_info *t)
      * quotes that use no module identity, so its absence is refused. */
     const json_t *mod = json_object_get(j, "tdxModule");
     CF_ENSURE_MSG(json_is_object(mod), CF_E_MALFORMED, "tdx collateral: tcbInfo has no tdxModule object");
-    {
-        uint8_t a[8], m[8];
-        t->has_module = true;
-        CF_GUARD_MSG(get_hex(mod, "mrsigner", t->module_mrsigner, CF_TDX_MR_LEN), "tdxModule");
-        CF_GUARD_MSG(get_hex(mod, "attributes", a, 8), "tdxModule");
-        CF_GUARD_MSG(get_hex(mod, "attributesMask", m, 8), "tdxModule");
-        t->module_attributes = le64(a);
-        t->module_attributes_mask = le64(m);
-    }
+    t->has_module = true;
+    CF_GUARD_MSG(get_hex(mod, "mrsigner", t->module_mrsigner, CF_TDX_MR_LEN), "tdxModule");
+    CF_GUARD_MSG(get_hex_le64(mod, "attributes", &t->module_attributes), "tdxModule");
+    CF_GUARD_MSG(get_hex_le64(mod, "attributesMask", &t->module_attributes_mask), "tdxModule");
     const json_t *ids = json_object_get(j, "tdxModuleIdentities");
     if (ids != NULL) {
         CF_ENSURE_MSG(json_is_array(ids) && json_array_size(ids) <= CF_TDX_MAX_MODULE_IDS, CF_E_MALFORMED,
@@ -212,16 +208,13 @@ static CF_RESULT parse_tcb_info_json(const json_t *j, cf_tdx_tcb_info *t)
             const json_t *mi = json_array_get(ids, i);
             cf_tdx_module_identity *dst = &t->module_ids[i];
             const char *mid;
-            uint8_t a[8], m[8];
             CF_ENSURE_MSG(json_is_object(mi), CF_E_MALFORMED, "tdx collateral: module identity is not an object");
             CF_GUARD_MSG(get_str(mi, "id", &mid), "tdxModuleIdentities");
             CF_ENSURE_MSG(strlen(mid) < sizeof dst->id, CF_E_MALFORMED, "tdx collateral: module identity id too long");
             memcpy(dst->id, mid, strlen(mid) + 1);
             CF_GUARD_MSG(get_hex(mi, "mrsigner", dst->mrsigner, CF_TDX_MR_LEN), "tdxModuleIdentities");
-            CF_GUARD_MSG(get_hex(mi, "attributes", a, 8), "tdxModuleIdentities");
-            CF_GUARD_MSG(get_hex(mi, "attributesMask", m, 8), "tdxModuleIdentities");
-            dst->attributes = le64(a);
-            dst->attributes_mask = le64(m);
+            CF_GUARD_MSG(get_hex_le64(mi, "attributes", &dst->attributes), "tdxModuleIdentities");
+            CF_GUARD_MSG(get_hex_le64(mi, "attributesMask", &dst->attributes_mask), "tdxModuleIdentities");
             CF_GUARD_MSG(parse_isvsvn_levels(json_object_get(mi, "tcbLevels"), dst->levels, &dst->n_levels),
                          "tdxModuleIdentities");
         }

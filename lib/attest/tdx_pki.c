@@ -295,6 +295,11 @@ CF_RESULT tdx_verify_intel_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls
     if (X509_verify_cert(ctx) != 1) {
         int err = X509_STORE_CTX_get_error(ctx);
         int depth = X509_STORE_CTX_get_error_depth(ctx);
+        /* Not cf_x509_verify_chain's mapping (lib/crypto/x509.c keeps it
+         * private, and that function has no per-call verify callback for
+         * the TCB Signing notBefore exception nor CRL-scope choice). Ours
+         * also maps signature failures to bad_signature, as the TDX error
+         * table in docs/attestation.md promises. */
         cf_error_code code = CF_E_CERT;
         if (err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CRL_HAS_EXPIRED ||
             err == X509_V_ERR_CERT_NOT_YET_VALID || err == X509_V_ERR_CRL_NOT_YET_VALID) {

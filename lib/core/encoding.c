@@ -55,46 +55,92 @@ CF_RESULT cf_b64url_encode_str(cf_slice in, char *out, size_t outsize)
     return CF_OK;
 }
 
-static int sextet(uint8_t c, bool url)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (url) {
-        if (c == '-') return 62;
-        if (c == '_') return 63;
-    } else {
-        if (c == '+') return 62;
-        if (c == '/') return 63;
-    }
-    return -1;
-}
+/* Sextet value of each byte, XX (high bit set) for bytes outside the
+ * alphabet: one table load per character instead of a chain of range
+ * tests (RFC 4648 §4 and §5 alphabets). */
+#define XX 0xFF
+static const uint8_t b64url_sextets[256] = {
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, 62, XX, XX,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, XX, XX, XX, XX, XX, XX,
+    XX,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, XX, XX, XX, XX, 63,
+    XX, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+};
+static const uint8_t b64_sextets[256] = {
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, 62, XX, XX, XX, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, XX, XX, XX, XX, XX, XX,
+    XX,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, XX, XX, XX, XX, XX,
+    XX, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+};
+#undef XX
 
 /* Decode `in` (no padding) with the given alphabet into dst (room for
- * cf_b64url_decoded_max). Rejects non-canonical trailing bits. On failure
- * the bytes already written are wiped: decoded values are often keys, and
- * a rejected one must not linger in the caller's spare capacity. */
+ * cf_b64url_decoded_max). Rejects characters outside the alphabet and
+ * non-canonical trailing bits. On failure the bytes already written are
+ * wiped: decoded values are often keys, and a rejected one must not linger
+ * in the caller's spare capacity. */
 static CF_RESULT decode_into(cf_slice in, bool url, uint8_t *dst, size_t *dst_len)
 {
     CF_ENSURE_MSG(in.len % 4 != 1, CF_E_MALFORMED, "base64: impossible length");
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < in.len; i++) {
-        int v = sextet(in.ptr[i], url);
-        if (v < 0) {
-            cf_wipe(dst, o);
-            CF_BAIL_MSG(CF_E_MALFORMED, "base64: invalid character");
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            dst[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+    const uint8_t *table = url ? b64url_sextets : b64_sextets;
+    const uint8_t *p = in.ptr;
+    size_t full = in.len / 4, o = 0;
+    /* Invalid characters are OR-ed into `bad` and checked once at the end,
+     * keeping the loop free of data-dependent branches; a rejected input
+     * is wiped whole, so nothing decoded from it survives either way. */
+    uint8_t bad = 0;
+    for (size_t q = 0; q < full; q++, p += 4) {
+        uint8_t a = table[p[0]], b = table[p[1]], c = table[p[2]], d = table[p[3]];
+        bad |= a | b | c | d;
+        uint32_t v = ((uint32_t)a << 18) | ((uint32_t)b << 12) | ((uint32_t)c << 6) | d;
+        dst[o++] = (uint8_t)(v >> 16);
+        dst[o++] = (uint8_t)(v >> 8);
+        dst[o++] = (uint8_t)v;
     }
-    if (acc != 0) {
+    /* RFC 4648 §3.5: the bits below the last whole byte must be zero, so
+     * every value has exactly one encoding. */
+    uint8_t trailing = 0;
+    size_t rest = in.len % 4;
+    if (rest == 2) {
+        uint8_t a = table[p[0]], b = table[p[1]];
+        bad |= a | b;
+        dst[o++] = (uint8_t)((a << 2) | (b >> 4));
+        trailing = b & 0x0F;
+    } else if (rest == 3) {
+        uint8_t a = table[p[0]], b = table[p[1]], c = table[p[2]];
+        bad |= a | b | c;
+        dst[o++] = (uint8_t)((a << 2) | (b >> 4));
+        dst[o++] = (uint8_t)((b << 4) | (c >> 2));
+        trailing = c & 0x03;
+    }
+    if (bad & 0x80) {
+        cf_wipe(dst, o);
+        CF_BAIL_MSG(CF_E_MALFORMED, "base64: invalid character");
+    }
+    if (trailing != 0) {
         cf_wipe(dst, o);
         CF_BAIL_MSG(CF_E_MALFORMED, "base64: non-canonical trailing bits");
     }

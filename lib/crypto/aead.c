@@ -23,9 +23,21 @@ static pthread_once_t cipher_once = PTHREAD_ONCE_INIT;
 
 static void fetch_ciphers(void)
 {
-    cached_ciphers[CF_AEAD_AES_128_GCM] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
-    cached_ciphers[CF_AEAD_AES_256_GCM] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    cached_ciphers[CF_AEAD_CHACHA20_POLY1305] = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    static const char *const names[] = {
+        [CF_AEAD_AES_128_GCM] = "AES-128-GCM",
+        [CF_AEAD_AES_256_GCM] = "AES-256-GCM",
+        [CF_AEAD_CHACHA20_POLY1305] = "ChaCha20-Poly1305",
+    };
+    for (size_t i = CF_AEAD_AES_128_GCM; i <= CF_AEAD_CHACHA20_POLY1305; i++) {
+        EVP_CIPHER *cipher = EVP_CIPHER_fetch(NULL, names[i], NULL);
+        /* The default IV length, which every context inherits, must be the
+         * 96-bit nonce confide uses; checked once here rather than per key. */
+        if (cipher != NULL && EVP_CIPHER_get_iv_length(cipher) != CF_AEAD_NONCE_LEN) {
+            EVP_CIPHER_free(cipher);
+            cipher = NULL;
+        }
+        cached_ciphers[i] = cipher;
+    }
 }
 
 static const EVP_CIPHER *aead_cipher(cf_aead_alg alg)
@@ -52,14 +64,13 @@ size_t cf_aead_key_len(cf_aead_alg alg)
 /* Largest message EVP's int lengths take in one call, minus room for the tag. */
 #define AEAD_MAX_MESSAGE ((size_t)INT_MAX - CF_AEAD_TAG_LEN)
 
-static CF_RESULT aead_ctx_new(const EVP_CIPHER *cipher, cf_slice key, int encrypt, EVP_CIPHER_CTX **out)
+static CF_RESULT aead_encrypt_ctx_new(const EVP_CIPHER *cipher, cf_slice key, EVP_CIPHER_CTX **out)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     CF_ENSURE(ctx != NULL, CF_E_NO_MEMORY);
-    /* The IV length defaults to 96 bits for both GCM and ChaCha20-Poly1305;
-     * the nonce itself is set per message. */
-    if (EVP_CipherInit_ex2(ctx, cipher, key.ptr, NULL, encrypt, NULL) != 1 ||
-        EVP_CIPHER_CTX_get_iv_length(ctx) != CF_AEAD_NONCE_LEN) {
+    /* The IV length is the cipher's 96-bit default (checked when the
+     * cipher was fetched); the nonce itself is set per message. */
+    if (EVP_EncryptInit_ex2(ctx, cipher, key.ptr, NULL, NULL) != 1) {
         EVP_CIPHER_CTX_free(ctx);
         CF_CRYPTO_FAIL(CF_E_CRYPTO, "AEAD key setup failed");
         return CF_ERROR;
@@ -77,9 +88,15 @@ CF_RESULT cf_aead_init(cf_aead *a, cf_aead_alg alg, cf_slice key)
     const EVP_CIPHER *cipher = aead_cipher(alg);
     CF_ENSURE_MSG(cipher != NULL, CF_E_UNSUPPORTED, "unknown AEAD algorithm");
     CF_ENSURE_MSG(key.ptr != NULL && key.len == cf_aead_key_len(alg), CF_E_BAD_KEY, "AEAD key has the wrong length");
-    CF_GUARD(aead_ctx_new(cipher, key, 1, &a->enc));
-    if (cf_is_error(aead_ctx_new(cipher, key, 0, &a->dec))) {
+    CF_GUARD(aead_encrypt_ctx_new(cipher, key, &a->enc));
+    /* The decrypting context is a copy of the keyed encrypting one: GCM and
+     * ChaCha20-Poly1305 run the same key schedule in both directions (CTR /
+     * stream keystream), and each open sets the direction with its nonce
+     * (EVP_DecryptInit_ex2), so copying saves a second key setup. */
+    a->dec = EVP_CIPHER_CTX_new();
+    if (a->dec == NULL || EVP_CIPHER_CTX_copy(a->dec, a->enc) != 1) {
         cf_aead_free(a);
+        CF_CRYPTO_FAIL(CF_E_CRYPTO, "AEAD key setup failed");
         return CF_ERROR;
     }
     return CF_OK;

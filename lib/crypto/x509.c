@@ -107,7 +107,7 @@ CF_RESULT cf_x509_fingerprint_sha256(X509 *cert, uint8_t out[CF_SHA256_LEN])
     CF_ENSURE_REF(cert);
     CF_ENSURE_REF(out);
     unsigned int len = 0;
-    if (X509_digest(cert, EVP_sha256(), out, &len) != 1 || len != CF_SHA256_LEN) {
+    if (X509_digest(cert, cf_crypto_md(CF_HASH_SHA256), out, &len) != 1 || len != CF_SHA256_LEN) {
         CF_CRYPTO_FAIL(CF_E_CRYPTO, "certificate digest failed");
         return CF_ERROR;
     }

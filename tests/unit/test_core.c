@@ -1,6 +1,7 @@
 /* test_core.c — result type, reader, buffer, encodings, logging. */
 #include "test_helper.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -215,6 +216,89 @@ static void test_decoders_strict_and_leave_nothing(void **state)
     assert_memory_equal(fixed, "AB", 2);
 }
 
+/* The table-driven decoder against an independent oracle (OpenSSL's own
+ * base64 block coder) for every length up to 200, and every byte value in
+ * every position of a quad and of both tail forms: a character is accepted
+ * exactly when it is in the alphabet, trailing bits exactly when zero. */
+static void test_base64_every_byte_and_length(void **state)
+{
+    (void)state;
+    static const char url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char std_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint8_t data[200];
+    for (size_t i = 0; i < sizeof data; i++) {
+        data[i] = (uint8_t)(i * 167 + 13);
+    }
+    cf_buf b;
+    cf_buf_init(&b, 0);
+    for (size_t len = 0; len <= sizeof data; len++) {
+        unsigned char std[((sizeof data + 2) / 3) * 4 + 1];
+        int std_len = EVP_EncodeBlock(std, data, (int)len);
+        assert_true(std_len >= 0);
+        cf_buf_reset(&b);
+        assert_cf_ok(cf_b64_decode(cf_slice_make(std, (size_t)std_len), &b));
+        assert_int_equal(b.len, len);
+        assert_true(len == 0 || memcmp(b.data, data, len) == 0);
+        /* The same text in the url alphabet without padding. */
+        size_t url_len = (size_t)std_len;
+        while (url_len > 0 && std[url_len - 1] == '=') {
+            url_len--;
+        }
+        for (size_t i = 0; i < url_len; i++) {
+            std[i] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : std[i];
+        }
+        cf_buf_reset(&b);
+        assert_cf_ok(cf_b64url_encode(cf_slice_make(data, len), &b));
+        assert_int_equal(b.len, url_len);
+        assert_true(url_len == 0 || memcmp(b.data, std, url_len) == 0);
+        cf_buf_reset(&b);
+        assert_cf_ok(cf_b64url_decode(cf_slice_make(std, url_len), &b));
+        assert_int_equal(b.len, len);
+        assert_true(len == 0 || memcmp(b.data, data, len) == 0);
+    }
+    for (int c = 0; c < 256; c++) {
+        bool in_url = c != 0 && strchr(url_alphabet, c) != NULL;
+        bool in_std = c != 0 && strchr(std_alphabet, c) != NULL;
+        for (size_t pos = 0; pos < 8; pos++) {
+            /* Two quads, then the 3- and 2-character tail forms ("QUI", "QQ" are canonical). */
+            char text[8];
+            memcpy(text, "QUJDQUI", 7);
+            text[pos % 7] = (char)c;
+            size_t text_len = pos < 4 ? 4 : pos < 7 ? 7 : 2;
+            if (pos == 7) {
+                memcpy(text, "QQ", 2);
+                text[1] = (char)c;
+            }
+            cf_buf_reset(&b);
+            cf_result r = cf_b64url_decode(cf_slice_make(text, text_len), &b);
+            /* In a tail, the last character must also leave zero trailing bits. */
+            const char *hit = in_url ? strchr(url_alphabet, c) : NULL;
+            int v = hit ? (int)(hit - url_alphabet) : -1;
+            bool canonical = pos == 6 ? v >= 0 && (v & 3) == 0 : pos == 7 ? v >= 0 && (v & 15) == 0 : true;
+            if (in_url && canonical) {
+                assert_cf_ok(r);
+            } else {
+                assert_cf_error(r, CF_E_MALFORMED);
+                assert_int_equal(b.len, 0);
+            }
+            if (pos < 4) {
+                char padded[8];
+                memcpy(padded, "QUJDQUJD", 8);
+                padded[pos] = (char)c;
+                cf_buf_reset(&b);
+                r = cf_b64_decode(cf_slice_make(padded, 8), &b);
+                if (in_std) {
+                    assert_cf_ok(r);
+                    assert_int_equal(b.len, 6);
+                } else {
+                    assert_cf_error(r, CF_E_MALFORMED);
+                }
+            }
+        }
+    }
+    cf_buf_free(&b);
+}
+
 static void test_hex(void **state)
 {
     (void)state;
@@ -275,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_base64url_rfc4648),
         cmocka_unit_test(test_decoders_strict_and_leave_nothing),
+        cmocka_unit_test(test_base64_every_byte_and_length),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_log_escapes_and_bounds),
     };

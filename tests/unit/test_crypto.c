@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 
 #include "confide/crypto.h"
@@ -137,6 +138,93 @@ static void test_hkdf_rfc5869(void **state)
                     CF_E_INVALID_ARGUMENT);
 }
 
+/* HMAC keys longer than the SHA-256 block are hashed first (RFC 4231 test
+ * cases 6 and 7), and HKDF with inputs longer than a block and an output of
+ * three blocks (RFC 5869 test case 2). */
+static void test_hmac_hkdf_long_inputs(void **state)
+{
+    (void)state;
+    uint8_t key[131], out[CF_SHA256_LEN];
+    memset(key, 0xaa, sizeof key);
+    assert_cf_ok(cf_hmac_sha256(cf_slice_make(key, sizeof key),
+                                cf_slice_cstr("Test Using Larger Than Block-Size Key - Hash Key First"), out));
+    assert_hex_equal(out, 32, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    assert_cf_ok(cf_hmac_sha256(cf_slice_make(key, sizeof key),
+                                cf_slice_cstr("This is a test using a larger than block-size key and a larger than "
+                                              "block-size data. The key needs to be hashed before being used by the "
+                                              "HMAC algorithm."),
+                                out));
+    assert_hex_equal(out, 32, "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+
+    uint8_t ikm[80], salt[80], info[80], prk[CF_SHA256_LEN], okm[82];
+    for (size_t i = 0; i < 80; i++) {
+        ikm[i] = (uint8_t)i;
+        salt[i] = (uint8_t)(0x60 + i);
+        info[i] = (uint8_t)(0xb0 + i);
+    }
+    assert_cf_ok(cf_hkdf_sha256_extract(cf_slice_make(salt, sizeof salt), cf_slice_make(ikm, sizeof ikm), prk));
+    assert_hex_equal(prk, 32, "06a6b88c5853361a06104c9ceb35b45cef760014904671014a193f40c15fc244");
+    assert_cf_ok(cf_hkdf_sha256_expand(cf_slice_make(prk, sizeof prk), cf_slice_make(info, sizeof info), okm, 82));
+    assert_hex_equal(okm, 82,
+                     "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e"
+                     "09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87");
+}
+
+/* HMAC and HKDF are composed on SHA-256 (lib/crypto/hash.c says why); they
+ * must agree with OpenSSL's own EVP_MAC "HMAC" and EVP_KDF "HKDF" for every
+ * key length around the block size, and every output length up to 5 blocks. */
+static void test_hmac_hkdf_match_openssl(void **state)
+{
+    (void)state;
+    uint8_t bytes[200];
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        bytes[i] = (uint8_t)(i * 29 + 5);
+    }
+    char digest[] = "SHA256";
+    uint8_t ours[5 * CF_SHA256_LEN], theirs[5 * CF_SHA256_LEN];
+    for (size_t key_len = 0; key_len <= 140; key_len++) {
+        size_t msg_len = (key_len * 7) % 150;
+        size_t n = 0;
+        OSSL_PARAM mac_params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+            OSSL_PARAM_construct_end(),
+        };
+        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, NULL, mac_params, bytes, key_len, bytes + 50, msg_len, theirs,
+                                  sizeof theirs, &n));
+        assert_int_equal(n, CF_SHA256_LEN);
+        assert_cf_ok(cf_hmac_sha256(cf_slice_make(bytes, key_len), cf_slice_make(bytes + 50, msg_len), ours));
+        assert_memory_equal(ours, theirs, CF_SHA256_LEN);
+    }
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    assert_non_null(kdf);
+    for (size_t out_len = 1; out_len <= sizeof ours; out_len++) {
+        size_t salt_len = out_len % 90, info_len = (out_len * 3) % 120;
+        int mode = EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND;
+        OSSL_PARAM params[6];
+        size_t p = 0;
+        params[p++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+        params[p++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+        params[p++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, bytes + 7, 40);
+        if (salt_len > 0) { /* no salt = HashLen zeros (RFC 5869 §2.2) */
+            params[p++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, bytes + 3, salt_len);
+        }
+        if (info_len > 0) {
+            params[p++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, bytes + 11, info_len);
+        }
+        params[p] = OSSL_PARAM_construct_end();
+        EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
+        assert_non_null(ctx);
+        assert_int_equal(EVP_KDF_derive(ctx, theirs, out_len, params), 1);
+        EVP_KDF_CTX_free(ctx);
+        uint8_t prk[CF_SHA256_LEN];
+        assert_cf_ok(cf_hkdf_sha256_extract(cf_slice_make(bytes + 3, salt_len), cf_slice_make(bytes + 7, 40), prk));
+        assert_cf_ok(cf_hkdf_sha256_expand(cf_slice_make(prk, sizeof prk), cf_slice_make(bytes + 11, info_len), ours,
+                                           out_len));
+        assert_memory_equal(ours, theirs, out_len);
+    }
+    EVP_KDF_free(kdf);
+}
+
 /* ---- AEAD ------------------------------------------------------------------ */
 
 typedef struct aead_kat {
@@ -233,6 +321,58 @@ static void test_aead_known_answers(void **state)
         assert_cf_ok(cf_aead_open_once(k->alg, cf_slice_make(key, key_len), nonce, cf_slice_make(aad, aad_len),
                                        cf_slice_make(ct, pt_len + 16), back));
         assert_memory_equal(back, pt, pt_len);
+    }
+}
+
+/* One keyed context serves interleaved seals and opens in any order (the
+ * decrypting half is a copy of the encrypting one): every message opens with
+ * the context that sealed it and with a fresh one, before and after failed
+ * opens, for every algorithm. */
+static void test_aead_interleaved_seal_open(void **state)
+{
+    (void)state;
+    const cf_aead_alg algs[] = {CF_AEAD_AES_128_GCM, CF_AEAD_AES_256_GCM, CF_AEAD_CHACHA20_POLY1305};
+    uint8_t key[32], nonce[CF_AEAD_NONCE_LEN] = {0}, msg[100], ct[3][sizeof msg + CF_AEAD_TAG_LEN], back[sizeof msg];
+    for (size_t i = 0; i < sizeof key; i++) {
+        key[i] = (uint8_t)(i + 1);
+    }
+    for (size_t i = 0; i < sizeof msg; i++) {
+        msg[i] = (uint8_t)(3 * i);
+    }
+    for (size_t a_i = 0; a_i < 3; a_i++) {
+        cf_slice k = cf_slice_make(key, cf_aead_key_len(algs[a_i]));
+        cf_aead a, fresh;
+        assert_cf_ok(cf_aead_init(&a, algs[a_i], k));
+        /* Open first (a never-used context), then seal, then open again. */
+        assert_cf_ok(cf_aead_seal_once(algs[a_i], k, nonce, CF_SLICE_EMPTY, cf_slice_make(msg, sizeof msg), ct[0]));
+        assert_cf_ok(cf_aead_open(&a, nonce, CF_SLICE_EMPTY, cf_slice_make(ct[0], sizeof ct[0]), back));
+        assert_memory_equal(back, msg, sizeof msg);
+        for (uint8_t n = 1; n < 3; n++) {
+            nonce[11] = n;
+            assert_cf_ok(cf_aead_seal(&a, nonce, cf_slice_cstr("aad"), cf_slice_make(msg, sizeof msg - n), ct[n]));
+            ct[n][0] ^= 1;
+            assert_cf_error(cf_aead_open(&a, nonce, cf_slice_cstr("aad"), cf_slice_make(ct[n], sizeof ct[n] - n), back),
+                            CF_E_AUTH_FAILED);
+            ct[n][0] ^= 1;
+        }
+        for (uint8_t n = 1; n < 3; n++) {
+            nonce[11] = n;
+            memset(back, 0, sizeof back);
+            assert_cf_ok(cf_aead_open(&a, nonce, cf_slice_cstr("aad"), cf_slice_make(ct[n], sizeof ct[n] - n), back));
+            assert_memory_equal(back, msg, sizeof msg - n);
+            assert_cf_ok(cf_aead_open_once(algs[a_i], k, nonce, cf_slice_cstr("aad"),
+                                           cf_slice_make(ct[n], sizeof ct[n] - n), back));
+            assert_memory_equal(back, msg, sizeof msg - n);
+        }
+        /* A fresh context seals the same bytes as the used one. */
+        assert_cf_ok(cf_aead_init(&fresh, algs[a_i], k));
+        uint8_t again[sizeof ct[1]];
+        nonce[11] = 1;
+        assert_cf_ok(cf_aead_seal(&fresh, nonce, cf_slice_cstr("aad"), cf_slice_make(msg, sizeof msg - 1), again));
+        assert_memory_equal(again, ct[1], sizeof ct[1] - 1);
+        cf_aead_free(&fresh);
+        cf_aead_free(&a);
+        nonce[11] = 0;
     }
 }
 
@@ -706,8 +846,11 @@ int main(void)
         cmocka_unit_test(test_sha256_incremental_matches_one_shot),
         cmocka_unit_test(test_hmac_sha256_rfc4231),
         cmocka_unit_test(test_hkdf_rfc5869),
+        cmocka_unit_test(test_hmac_hkdf_long_inputs),
+        cmocka_unit_test(test_hmac_hkdf_match_openssl),
         cmocka_unit_test(test_aead_known_answers),
         cmocka_unit_test(test_aead_edges),
+        cmocka_unit_test(test_aead_interleaved_seal_open),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_x25519_rfc7748),
         cmocka_unit_test(test_x25519_rejects_low_order),

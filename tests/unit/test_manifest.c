@@ -152,6 +152,11 @@ static void test_invalid_named(void **state)
         {"\"keys\": {", "\"keys\": {\"ttl\": 1, ", "manifest.keys.ttl: unknown key"},
         {"\"name\": \"test\"", "\"name\": \"test\", \"name\": \"x\"", "manifest: invalid JSON"},
         {"\"workers\": [", "\"workers\": [1, ", "manifest.workers[0]: expected object"},
+        /* Every policy in a manifest must pin the workload. */
+        {"\"policy\": {\"measurements\": [\"%2$s\"]}},", "\"policy\": {\"allow_debug\": false}},",
+         "manifest.as.policy: sim policy: pins no workload: missing \"measurements\""},
+        {"\"policy\": {\"measurements\": [\"%2$s\"], \"min_svn\": 1}", "\"policy\": {\"min_svn\": 1}",
+         "manifest.workers[1].policy: sim policy: pins no workload: missing \"measurements\""},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         const char *at = strstr(valid_template, edits[i].from);
@@ -276,6 +281,112 @@ static void test_picks_matching_worker_policy(void **state)
     cf_buf_free(&col);
 }
 
+/* A manifest with a sim AS and one worker "gpu" with `policy` on
+ * `platform`; with for_as, the AS gets that policy and the worker is sim. */
+static cf_result parse_with(const fixture *f, const char *platform, const char *policy, bool for_as, cf_manifest **m)
+{
+    char sim_policy[160], text[2048];
+    snprintf(sim_policy, sizeof sim_policy, "{\"measurements\": [\"%s\"]}", f->m_hex);
+    snprintf(text, sizeof text,
+             "{\"version\": 1, \"accepted_roots\": [\"%s\"],\n"
+             " \"as\": {\"platform\": \"%s\", \"policy\": %s},\n"
+             " \"workers\": [{\"name\": \"gpu\", \"platform\": \"%s\", \"policy\": %s, \"models\": [\"m\"]}],\n"
+             " \"keys\": {\"ttl_min_s\": 30, \"ttl_max_s\": 3600}}\n",
+             f->fp, for_as ? platform : "sim", for_as ? policy : sim_policy, for_as ? "sim" : platform,
+             for_as ? sim_policy : policy);
+    return cf_manifest_parse(cf_slice_cstr(text), m);
+}
+
+#define H96 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define H64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+/* snp and tdx policies must name the workload, or opt out loudly. */
+static void test_hardware_policies_pin_workload(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *platform, *policy;
+        bool for_as;
+        const char *detail; /* NULL = accepted */
+    } cases[] = {
+        {"snp", "{\"vmpl\": 0, \"min_tcb\": {\"snp\": 22}}", false,
+         "manifest.workers[0].policy: snp policy: pins no workload: missing \"measurements\""},
+        {"snp", "{\"host_data\": [\"" H64 "\"]}", false, "manifest.workers[0].policy: snp policy: pins no workload"},
+        {"snp", "{}", true, "manifest.as.policy: snp policy: pins no workload"},
+        {"snp", "{\"measurements\": [\"" H96 "\"], \"vmpl\": 0}", false, NULL},
+        {"snp", "{\"id_key_digests\": [\"" H96 "\"]}", true, NULL},
+        {"tdx", "{}", true, "manifest.as.policy: tdx policy: pins no workload: missing mrtd, rtmr0, rtmr1, rtmr2"},
+        {"tdx", "{\"mrtd\": \"" H96 "\"}", false,
+         "manifest.workers[0].policy: tdx policy: pins no workload: missing rtmr0, rtmr1, rtmr2"},
+        {"tdx", "{\"mrtd\": \"" H96 "\", \"rtmr0\": \"" H96 "\", \"rtmr2\": [\"" H96 "\"]}", false,
+         "manifest.workers[0].policy: tdx policy: pins no workload: missing rtmr1"},
+        {"tdx", "{\"mrtd\": \"" H96 "\", \"rtmr0\": \"" H96 "\", \"rtmr1\": \"" H96 "\", \"rtmr2\": [\"" H96 "\"]}",
+         false, NULL},
+        {"tdx", "{\"insecure_allow_any_workload\": \"true\"}", false, "manifest.workers[0].policy: tdx policy: "
+                                                                       "\"insecure_allow_any_workload\" has a bad value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cf_manifest *m = NULL;
+        cf_result r = parse_with(f, cases[i].platform, cases[i].policy, cases[i].for_as, &m);
+        if (cases[i].detail == NULL) {
+            if (cf_is_error(r)) {
+                fail_msg("case %zu refused: %s", i, cf_error_last()->detail);
+            }
+            assert_false(m->as_any_workload);
+            assert_false(m->workers[0].any_workload);
+            cf_buf out;
+            cf_buf_init(&out, 0);
+            assert_cf_ok(cf_manifest_describe(m, &out));
+            const char *desc;
+            assert_cf_ok(cf_buf_cstr(&out, &desc));
+            assert_null(strstr(desc, "INSECURE"));
+            cf_buf_free(&out);
+            cf_manifest_free(m);
+            continue;
+        }
+        if (cf_is_ok(r)) {
+            fail_msg("case %zu accepted", i);
+        }
+        assert_int_equal(cf_error_last()->code, CF_E_CONFIG);
+        assert_null(m);
+        if (strstr(cf_error_last()->detail, cases[i].detail) == NULL) {
+            fail_msg("case %zu: detail '%s' lacks '%s'", i, cf_error_last()->detail, cases[i].detail);
+        }
+    }
+}
+
+/* The explicit opt-out loads, and `manifest show` says so first. */
+static void test_insecure_opt_out_is_flagged(void **state)
+{
+    fixture *f = *state;
+    const char *const platforms[] = {"snp", "tdx", "sim"};
+    for (size_t i = 0; i < 3; i++) {
+        for (int as = 0; as <= 1; as++) {
+            cf_manifest *m = NULL;
+            assert_cf_ok(parse_with(f, platforms[i], "{\"insecure_allow_any_workload\": true}", as, &m));
+            assert_int_equal(m->as_any_workload, as == 1);
+            assert_int_equal(m->workers[0].any_workload, as == 0);
+            cf_buf out;
+            cf_buf_init(&out, 0);
+            assert_cf_ok(cf_manifest_describe(m, &out));
+            const char *desc;
+            assert_cf_ok(cf_buf_cstr(&out, &desc));
+            const char *warn = strstr(desc, as ? "!!! WARNING: the attestation service policy is INSECURE: "
+                                                 "insecure_allow_any_workload"
+                                               : "!!! WARNING: worker policy gpu is INSECURE: "
+                                                 "insecure_allow_any_workload");
+            if (warn == NULL) {
+                fail_msg("%s/%d: no warning in:\n%s", platforms[i], as, desc);
+            }
+            /* Before the hash and anything else a reader might stop at. */
+            assert_true(warn < strstr(desc, "sha256:"));
+            assert_non_null(strstr(desc, "    !!! INSECURE"));
+            cf_buf_free(&out);
+            cf_manifest_free(m);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +394,8 @@ int main(void)
         cmocka_unit_test(test_invalid_named),
         cmocka_unit_test(test_build_sim_and_verify),
         cmocka_unit_test(test_picks_matching_worker_policy),
+        cmocka_unit_test(test_hardware_policies_pin_workload),
+        cmocka_unit_test(test_insecure_opt_out_is_flagged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

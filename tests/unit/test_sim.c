@@ -404,6 +404,110 @@ static void test_policy_validate(void **state)
     assert_cf_ok(cf_attest_policy_validate(CF_PLATFORM_SIM, NULL));
 }
 
+/* In a manifest a sim policy must list measurements (the executable's
+ * SHA-384 is the only workload identity) or opt out explicitly. */
+static void test_manifest_policy_pins_workload(void **state)
+{
+    fixture *f = *state;
+    static const char *const unpinned[] = {
+        "{}",
+        "{\"allow_debug\": false, \"min_svn\": 2}",
+        "{\"insecure_allow_any_workload\": false}",
+    };
+    for (size_t i = 0; i < sizeof unpinned / sizeof unpinned[0]; i++) {
+        json_t *p = json_loads(unpinned[i], 0, NULL);
+        assert_non_null(p);
+        assert_cf_ok(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_OFFLINE));
+        assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
+        const char *d = cf_error_last()->detail;
+        if (strstr(d, "missing \"measurements\"") == NULL || strstr(d, "insecure_allow_any_workload") == NULL) {
+            fail_msg("case %zu: detail '%s' does not name the missing pin", i, d);
+        }
+        json_decref(p);
+    }
+    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, NULL, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
+    /* Syntax errors keep their own code and detail in manifest use. */
+    json_t *p = json_loads("{\"insecure_allow_any_workload\": \"yes\"}", 0, NULL);
+    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_MANIFEST), CF_E_POLICY);
+    assert_non_null(strstr(cf_error_last()->detail, "insecure_allow_any_workload: expected true or false"));
+    json_decref(p);
+    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, NULL, (cf_policy_use)7), CF_E_INVALID_ARGUMENT);
+
+    p = json_loads(policy_for(f->self_measurement_hex, NULL), 0, NULL);
+    assert_cf_ok(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_MANIFEST));
+    assert_false(cf_attest_policy_allows_any_workload(p));
+    json_decref(p);
+    p = json_loads("{\"insecure_allow_any_workload\": true}", 0, NULL);
+    assert_cf_ok(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_MANIFEST));
+    assert_true(cf_attest_policy_allows_any_workload(p));
+    json_decref(p);
+
+    /* The opt-out does not weaken verification: listed measurements and
+     * the debug rule still apply. */
+    uint8_t rd[CF_REPORT_DATA_LEN];
+    fill_report_data(rd, 11);
+    cf_buf ev, col;
+    collect(f->dir, rd, &ev, &col);
+    cf_claims claims;
+    assert_cf_ok(verify(f, cf_buf_slice(&ev), cf_buf_slice(&col), rd, f->fp, "{\"insecure_allow_any_workload\": true}",
+                        0, &claims));
+    cf_claims_free(&claims);
+    char other[97];
+    memset(other, '0', 96);
+    other[96] = '\0';
+    assert_cf_error(verify(f, cf_buf_slice(&ev), cf_buf_slice(&col), rd, f->fp,
+                           policy_for(other, "\"insecure_allow_any_workload\": true"), 0, &claims),
+                    CF_E_POLICY);
+    assert_non_null(strstr(cf_error_last()->detail, "measurement"));
+    cf_buf_free(&ev);
+    cf_buf_free(&col);
+}
+
+/* cf_attest_verify refuses a missing verification time for every platform,
+ * before the platform's parser sees the evidence. */
+static void test_verification_time_required(void **state)
+{
+    fixture *f = *state;
+    uint8_t rd[CF_REPORT_DATA_LEN];
+    fill_report_data(rd, 12);
+    cf_buf ev, col;
+    collect(f->dir, rd, &ev, &col);
+    json_t *roots = json_pack("[s]", f->fp);
+    const cf_platform platforms[] = {CF_PLATFORM_SIM, CF_PLATFORM_SNP, CF_PLATFORM_TDX};
+    const int64_t times[] = {0, -1, INT64_MIN};
+    for (size_t i = 0; i < sizeof platforms / sizeof platforms[0]; i++) {
+        for (size_t t = 0; t < sizeof times / sizeof times[0]; t++) {
+            cf_verify_input in = {
+                .platform = platforms[i],
+                .evidence = cf_buf_slice(&ev),
+                .collateral = cf_buf_slice(&col),
+                .expected_report_data = rd,
+                .accepted_roots = roots,
+                .now = times[t],
+            };
+            cf_claims claims;
+            memset(&claims, 0xA5, sizeof claims);
+            assert_cf_error(cf_attest_verify(&in, &claims), CF_E_INVALID_ARGUMENT);
+            assert_non_null(strstr(cf_error_last()->detail, "cf_verify_input.now"));
+            assert_null(claims.details);
+            assert_int_equal(claims.platform, CF_PLATFORM_NONE);
+        }
+    }
+    /* The same evidence verifies with a real time. */
+    cf_verify_input in = {.platform = CF_PLATFORM_SIM,
+                          .evidence = cf_buf_slice(&ev),
+                          .collateral = cf_buf_slice(&col),
+                          .expected_report_data = rd,
+                          .accepted_roots = roots,
+                          .now = f->now};
+    cf_claims claims;
+    assert_cf_ok(cf_attest_verify(&in, &claims));
+    cf_claims_free(&claims);
+    json_decref(roots);
+    cf_buf_free(&ev);
+    cf_buf_free(&col);
+}
+
 static void test_collect_needs_dir(void **state)
 {
     (void)state;
@@ -433,6 +537,8 @@ int main(void)
         cmocka_unit_test(test_time_is_explicit),
         cmocka_unit_test(test_malformed_reports),
         cmocka_unit_test(test_policy_validate),
+        cmocka_unit_test(test_manifest_policy_pins_workload),
+        cmocka_unit_test(test_verification_time_required),
         cmocka_unit_test(test_collect_needs_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

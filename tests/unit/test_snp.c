@@ -721,6 +721,82 @@ static void test_policy_validate_names_bad_field(void **state)
     json_decref(good);
 }
 
+/* Manifest policies must pin the workload; `confide verify --policy` may be
+ * partial. */
+static void test_manifest_policy_pins_workload(void **state)
+{
+    (void)state;
+    static const char *const unpinned[] = {
+        "{}",
+        "{\"vmpl\":0,\"min_tcb\":{\"bl\":7},\"products\":[\"Genoa\"]}",
+        /* HOST_DATA is chosen by the host: not a workload identity. */
+        "{\"host_data\":[\"00000000000000000000000000000000000000000000000000000000000000aa\"]}",
+        "{\"insecure_allow_any_workload\":false,\"vmpl\":0}",
+    };
+    for (size_t i = 0; i < sizeof unpinned / sizeof unpinned[0]; i++) {
+        json_t *j = json_loads(unpinned[i], 0, NULL);
+        assert_non_null(j);
+        assert_cf_ok(cf_attest_policy_validate_for(CF_PLATFORM_SNP, j, CF_POLICY_USE_OFFLINE));
+        assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SNP, j, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
+        const char *d = cf_error_last()->detail;
+        if (strstr(d, "missing \"measurements\"") == NULL || strstr(d, "insecure_allow_any_workload") == NULL) {
+            fail_msg("policy %s: detail '%s' does not name the missing pin", unpinned[i], d);
+        }
+        json_decref(j);
+    }
+    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SNP, NULL, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
+
+    cf_buf b;
+    load(V "turin/ms_report.bin", &b);
+    char m_hex[97], wrong[97], pol[400];
+    hex_of(b.data + 0x90, 48, m_hex);
+    memcpy(wrong, m_hex, sizeof wrong);
+    wrong[5] = wrong[5] == '0' ? '1' : '0';
+    char pinned[3][200];
+    snprintf(pinned[0], sizeof pinned[0], "{\"measurements\":[\"%s\"]}", m_hex);
+    snprintf(pinned[1], sizeof pinned[1], "{\"id_key_digests\":[\"%s\"]}", m_hex);
+    snprintf(pinned[2], sizeof pinned[2], "{\"insecure_allow_any_workload\":true,\"vmpl\":0}");
+    for (size_t i = 0; i < 3; i++) {
+        json_t *j = json_loads(pinned[i], 0, NULL);
+        assert_non_null(j);
+        assert_cf_ok(cf_attest_policy_validate_for(CF_PLATFORM_SNP, j, CF_POLICY_USE_MANIFEST));
+        assert_int_equal(cf_attest_policy_allows_any_workload(j), i == 2);
+        json_decref(j);
+    }
+    /* The opt-out changes what a manifest accepts, never what the verifier
+     * checks: a listed measurement is still enforced. */
+    snprintf(pol, sizeof pol, "{\"insecure_allow_any_workload\":true,\"measurements\":[\"%s\"]}", m_hex);
+    assert_cf_ok(verify_files(V "turin/ms_report.bin", V "turin/ms_vcek.pem", pol, NULL, T_VALID, NULL));
+    snprintf(pol, sizeof pol, "{\"insecure_allow_any_workload\":true,\"measurements\":[\"%s\"]}", wrong);
+    assert_cf_error(verify_files(V "turin/ms_report.bin", V "turin/ms_vcek.pem", pol, NULL, T_VALID, NULL),
+                    CF_E_POLICY);
+    cf_buf_free(&b);
+
+    json_t *j = json_loads("{\"insecure_allow_any_workload\":\"yes\"}", 0, NULL);
+    assert_cf_error(cf_attest_policy_validate(CF_PLATFORM_SNP, j), CF_E_CONFIG);
+    assert_non_null(strstr(cf_error_last()->detail, "\"insecure_allow_any_workload\" must be true or false"));
+    assert_false(cf_attest_policy_allows_any_workload(j));
+    json_decref(j);
+}
+
+/* cf_attest_verify refuses a missing verification time before any platform
+ * code runs: a real report that verifies at T_VALID fails at 0 and below. */
+static void test_verification_time_required(void **state)
+{
+    (void)state;
+    const int64_t bad_times[] = {0, -1, INT64_MIN};
+    for (size_t i = 0; i < sizeof bad_times / sizeof bad_times[0]; i++) {
+        cf_claims c;
+        memset(&c, 0xA5, sizeof c);
+        assert_cf_error(verify_files(V "milan/ms_report.bin", V "milan/ms_vcek.pem", NULL, NULL, bad_times[i], &c),
+                        CF_E_INVALID_ARGUMENT);
+        assert_non_null(strstr(cf_error_last()->detail, "cf_verify_input.now"));
+        assert_null(c.details);
+        assert_int_equal(c.measurement_len, 0);
+    }
+    assert_cf_ok(verify_files(V "milan/ms_report.bin", V "milan/ms_vcek.pem", NULL, NULL, T_VALID, NULL));
+}
+
 /* ---- collateral formats, certificate table, CRL, cache ----------------------------- */
 
 static void test_collateral_formats(void **state)
@@ -1016,6 +1092,8 @@ int main(void)
         cmocka_unit_test(test_report_data_binding),
         cmocka_unit_test(test_policy_each_field_accepts_and_rejects),
         cmocka_unit_test(test_policy_validate_names_bad_field),
+        cmocka_unit_test(test_manifest_policy_pins_workload),
+        cmocka_unit_test(test_verification_time_required),
         cmocka_unit_test(test_collateral_formats),
         cmocka_unit_test(test_cert_table),
         cmocka_unit_test(test_crl_check),

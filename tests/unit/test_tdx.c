@@ -594,6 +594,87 @@ static void test_policy_validate_names_field(void **state)
     assert_cf_ok(cf_tdx_policy_validate(NULL));
 }
 
+static cf_result validate_manifest_policy(const char *policy_json)
+{
+    json_t *p = json_loads(policy_json, 0, NULL);
+    assert_non_null(p);
+    /* Every such policy is fine for a one-off `confide verify --policy`. */
+    assert_cf_ok(cf_attest_policy_validate_for(CF_PLATFORM_TDX, p, CF_POLICY_USE_OFFLINE));
+    cf_result r = cf_attest_policy_validate_for(CF_PLATFORM_TDX, p, CF_POLICY_USE_MANIFEST);
+    json_decref(p);
+    return r;
+}
+
+/* A manifest's tdx policy must pin MRTD and RTMR0..2; the error lists each
+ * missing register. The fully pinned policy accepts the real v4 quote. */
+static void test_manifest_policy_pins_workload(void **state)
+{
+    (void)state;
+    cf_buf q;
+    cf_test_read_file(V "dcap-qvl/tdx_quote_v4.bin", true, &q);
+    cf_tdx_quote pq;
+    assert_cf_ok(cf_tdx_quote_parse(cf_buf_slice(&q), &pq));
+    char mrtd[97], r0[97], r1[97], r2[97], pol[1024];
+    hex48(pq.td.mrtd, mrtd);
+    hex48(pq.td.rtmr[0], r0);
+    hex48(pq.td.rtmr[1], r1);
+    hex48(pq.td.rtmr[2], r2);
+
+    snprintf(pol, sizeof pol, "{\"mrtd\":\"%s\",\"rtmr0\":[\"%s\"],\"rtmr1\":\"%s\",\"rtmr2\":\"%s\"}", mrtd, r0, r1,
+             r2);
+    assert_cf_ok(validate_manifest_policy(pol));
+    assert_cf_ok(verify_v4_policy(pol));
+
+    const struct {
+        const char *fmt; /* %s = a valid register value, used for each pin */
+        const char *missing;
+    } cases[] = {
+        {"{}", "missing mrtd, rtmr0, rtmr1, rtmr2"},
+        {"{\"verification\":\"full\",\"debug_allowed\":false}", "missing mrtd, rtmr0, rtmr1, rtmr2"},
+        {"{\"mrtd\":\"%s\"}", "missing rtmr0, rtmr1, rtmr2"},
+        {"{\"mrtd\":\"%s\",\"rtmr0\":\"%s\",\"rtmr1\":\"%s\"}", "missing rtmr2"},
+        {"{\"mrtd\":\"%s\",\"rtmr1\":\"%s\",\"rtmr2\":\"%s\",\"rtmr3\":\"%s\"}", "missing rtmr0"},
+        {"{\"rtmr0\":\"%s\",\"rtmr1\":\"%s\",\"rtmr2\":\"%s\",\"mrconfigid\":\"%s\"}", "missing mrtd"},
+        {"{\"insecure_allow_any_workload\":false,\"mrtd\":\"%s\",\"rtmr2\":\"%s\"}", "missing rtmr0, rtmr1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* Replace each %s with MRTD's hex: the check is on presence only. */
+        cf_buf b;
+        cf_buf_init(&b, 0);
+        for (const char *c = cases[i].fmt; *c != '\0';) {
+            if (c[0] == '%' && c[1] == 's') {
+                assert_cf_ok(cf_buf_append_cstr(&b, mrtd));
+                c += 2;
+            } else {
+                assert_cf_ok(cf_buf_append_u8(&b, (uint8_t)*c++));
+            }
+        }
+        const char *text;
+        assert_cf_ok(cf_buf_cstr(&b, &text));
+        assert_cf_error(validate_manifest_policy(text), CF_E_CONFIG);
+        assert_detail(cases[i].missing);
+        assert_detail("\"insecure_allow_any_workload\": true");
+        cf_buf_free(&b);
+    }
+
+    /* The explicit opt-out: accepted by a manifest, flagged, and it changes
+     * nothing the verifier checks. */
+    assert_cf_ok(validate_manifest_policy("{\"insecure_allow_any_workload\":true}"));
+    assert_cf_ok(verify_v4_policy("{\"insecure_allow_any_workload\":true}"));
+    char wrong[97];
+    memcpy(wrong, r1, sizeof wrong);
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    snprintf(pol, sizeof pol, "{\"insecure_allow_any_workload\":true,\"rtmr1\":\"%s\"}", wrong);
+    assert_cf_error(verify_v4_policy(pol), CF_E_POLICY);
+    assert_detail("rtmr1");
+    json_t *p = json_loads("{\"insecure_allow_any_workload\":1}", 0, NULL);
+    assert_cf_error(cf_tdx_policy_validate(p), CF_E_CONFIG);
+    assert_detail("insecure_allow_any_workload");
+    json_decref(p);
+    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_TDX, NULL, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
+    cf_buf_free(&q);
+}
+
 static void test_policy_td_attributes(void **state)
 {
     (void)state;
@@ -974,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_truncated_quotes_fail),
         cmocka_unit_test(test_policy_each_field),
         cmocka_unit_test(test_policy_validate_names_field),
+        cmocka_unit_test(test_manifest_policy_pins_workload),
         cmocka_unit_test(test_policy_td_attributes),
         cmocka_unit_test(test_collateral_tampering),
         cmocka_unit_test(test_json_member_span),
