@@ -511,6 +511,10 @@ static int setup(void **state)
     atexit(kill_all);
     env_t *e = calloc(1, sizeof *e);
     assert_non_null(e);
+    /* Published at once: if any step below fails (llama-server missing, a
+     * daemon that does not start), cmocka still runs the group teardown,
+     * which must stop every process started so far. */
+    *state = e;
     g_tmp = cf_test_tmpdir();
     snprintf(e->sim_dir, sizeof e->sim_dir, "%s/sim", g_tmp);
     cf_sim_init_options opt = {.svn = 1, .now = (int64_t)time(NULL)};
@@ -607,14 +611,18 @@ static int setup(void **state)
     return 0;
 }
 
+/* Tolerates a setup that failed part-way (NULL or partial state). */
 static int teardown(void **state)
 {
     env_t *e = *state;
-    cf_as_identity_free(&e->id);
-    cf_manifest_free(e->manifest);
-    cf_wipe(e->k, sizeof e->k);
-    free(e);
-    kill_all();
+    kill_all(); /* every process spawned so far, first: nothing below can fail */
+    if (e != NULL) {
+        cf_as_identity_free(&e->id);
+        cf_manifest_free(e->manifest);
+        cf_wipe(e->k, sizeof e->k);
+        free(e);
+        *state = NULL;
+    }
     free(g_tmp);
     g_tmp = NULL;
     curl_global_cleanup();
