@@ -314,7 +314,7 @@ int main(int argc, char **argv)
     cf_flags_outcome outcome;
     if (cf_is_error(cf_flags_parse(&flag_set, argc, argv, stdout, &outcome))) {
         char buf[512];
-        fprintf(stderr, "confide-worker: %s\n(see confide-worker --help)\n", cf_error_describe(buf, sizeof buf));
+        fprintf(stderr, "confide-worker: %s\n(see confide-worker --help)\n", cf_error_describe_user(buf, sizeof buf));
         cf_flags_free(&flag_set);
         return 2;
     }

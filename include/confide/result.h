@@ -127,8 +127,12 @@ const char *cf_error_name(cf_error_code code);
 /* Parse a machine name back (for protocol error bodies); CF_E_INTERNAL if
  * unknown. */
 cf_error_code cf_error_from_name(const char *name, size_t len);
-/* "code: detail (file:line)" into buf; returns buf. */
+/* "code: detail (file:line)" into buf; returns buf. For debug logs and
+ * test failures: the source location means nothing to a user. */
 const char *cf_error_describe(char *buf, size_t buflen);
+/* "code: detail" (or just "code") into buf; returns buf. What programs
+ * print for users, as "<program>: <code>: <detail>". */
+const char *cf_error_describe_user(char *buf, size_t buflen);
 
 /* ---- Macros ---------------------------------------------------------- */
 

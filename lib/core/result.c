@@ -72,6 +72,16 @@ cf_error_code cf_error_from_name(const char *name, size_t len)
     return CF_E_INTERNAL;
 }
 
+const char *cf_error_describe_user(char *buf, size_t buflen)
+{
+    if (last_error.detail[0] != '\0') {
+        snprintf(buf, buflen, "%s: %s", cf_error_name(last_error.code), last_error.detail);
+    } else {
+        snprintf(buf, buflen, "%s", cf_error_name(last_error.code));
+    }
+    return buf;
+}
+
 const char *cf_error_describe(char *buf, size_t buflen)
 {
     const char *base = strrchr(last_error.file, '/');

@@ -46,6 +46,15 @@ static void test_result_records_code_and_context(void **state)
     assert_int_equal(cf_error_from_name("nonsense", 8), CF_E_INTERNAL);
     assert_string_equal(cf_error_name((cf_error_code)9999), "internal_error");
 
+    /* For users "code: detail" without the source location; the debug form
+     * keeps it. */
+    char user[256], debug[256];
+    assert_string_equal(cf_error_describe_user(user, sizeof user), "malformed: outer: 1 == 2");
+    cf_error_describe(debug, sizeof debug);
+    assert_non_null(strstr(debug, "malformed: outer: 1 == 2 (test_core.c:"));
+    cf_error_set(CF_E_REPLAY, NULL, __FILE__, __LINE__);
+    assert_string_equal(cf_error_describe_user(user, sizeof user), "replay");
+
     uint8_t secret[16], zero[16] = {0};
     assert_cf_error(wipes_on_every_path(true, secret), CF_E_AUTH_FAILED);
     assert_memory_equal(secret, zero, 16);
