@@ -224,6 +224,26 @@ static void on_signal(int signo, void *arg)
     cf_http_server_shutdown(w->server, (unsigned)w->cfg.shutdown_timeout_ms, on_shutdown_done, w);
 }
 
+/* A worker whose platform no worker policy of the manifest names can never
+ * be admitted by the AS: refuse to start instead of retrying to join
+ * forever. The detail names both sides so the operator sees the mismatch. */
+static CF_RESULT check_platform_served(const worker_state *w)
+{
+    char names[64] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < w->manifest->worker_count; i++) {
+        if (w->manifest->workers[i].platform == w->platform) {
+            return CF_OK;
+        }
+        const char *name = cf_platform_name(w->manifest->workers[i].platform);
+        if (strstr(names, name) == NULL && used + strlen(name) + 3 < sizeof names) {
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", name);
+        }
+    }
+    CF_BAIL_FMT(CF_E_CONFIG, "--platform %s: no worker policy of the manifest is for it (worker platforms: %s)",
+                cf_platform_name(w->platform), used ? names : "none");
+}
+
 static CF_RESULT setup(worker_state *w)
 {
     CF_GUARD(cf_platform_parse(w->cfg.platform_name, &w->platform));
@@ -247,6 +267,7 @@ static CF_RESULT setup(worker_state *w)
     CF_ENSURE_MSG(w->cfg.backoff_min_ms <= w->cfg.backoff_max_ms, CF_E_CONFIG,
                   "--backoff-min-ms must not exceed --backoff-max-ms");
     CF_GUARD_MSG(cf_manifest_load(w->cfg.manifest_path, &w->manifest), "--manifest");
+    CF_GUARD(check_platform_served(w));
     CF_GUARD(cf_worker_keys_init(&w->keys, (size_t)w->cfg.max_keys));
     CF_GUARD(cf_replay_new((size_t)w->cfg.replay_capacity, w->cfg.replay_window_ms, &w->replay));
     CF_GUARD(metrics_init(w));
@@ -327,7 +348,15 @@ int main(int argc, char **argv)
     int rc = 0;
     if (cf_is_error(setup(w)) || cf_is_error(cf_daemon_signals_new(w->base, on_signal, w, &w->signals))) {
         CF_LOG_ERROR("startup_failed", cf_kv_last_error());
-        rc = 1;
+        if (cf_error_code_last() == CF_E_CONFIG) {
+            /* A configuration that can never work (as a bad flag): say so
+             * plainly and exit 2, so supervisors do not restart it. */
+            char buf[512];
+            fprintf(stderr, "confide-worker: %s\n", cf_error_describe_user(buf, sizeof buf));
+            rc = 2;
+        } else {
+            rc = 1;
+        }
         goto out;
     }
     CF_LOG_INFO("worker_started", cf_kv_str("host", w->cfg.host), cf_kv_int("port", cf_http_server_port(w->server)),
