@@ -469,13 +469,16 @@ typedef struct sim_policy {
     bool any_workload; /* insecure_allow_any_workload: only changes what a manifest accepts */
 } sim_policy;
 
+/* A malformed policy is the policy's fault, not the evidence's: bad_config
+ * (as the snp and tdx verifiers answer), never policy_violation, which
+ * means "this evidence does not satisfy a well-formed policy". */
 static CF_RESULT parse_policy(const json_t *policy, sim_policy *out)
 {
     memset(out, 0, sizeof *out);
     if (policy == NULL) {
         return CF_OK; /* production defaults: debug refused */
     }
-    CF_ENSURE_MSG(json_is_object(policy), CF_E_POLICY, "sim policy: expected an object");
+    CF_ENSURE_MSG(json_is_object(policy), CF_E_CONFIG, "sim policy: expected an object");
     const char *key;
     json_t *value;
     /* jansson's iterators take non-const objects but only read them. */
@@ -484,7 +487,7 @@ static CF_RESULT parse_policy(const json_t *policy, sim_policy *out)
     {
         if (strcmp(key, "measurements") == 0) {
             CF_ENSURE_MSG(json_is_array(value) && json_array_size(value) > 0 && json_array_size(value) <= 256,
-                          CF_E_POLICY, "measurements: expected a non-empty array of at most 256 hex strings");
+                          CF_E_CONFIG, "measurements: expected a non-empty array of at most 256 hex strings");
             size_t i;
             json_t *m;
             json_array_foreach(value, i, m)
@@ -495,23 +498,23 @@ static CF_RESULT parse_policy(const json_t *policy, sim_policy *out)
                     json_string_length(m) != 2 * CF_SIM_MEASUREMENT_LEN ||
                     cf_is_error(cf_hex_decode_fixed(cf_slice_make(json_string_value(m), json_string_length(m)),
                                                     tmp, sizeof tmp, &len))) {
-                    CF_BAIL_FMT(CF_E_POLICY, "measurements[%zu]: expected 96 hex digits (SHA-384)", i);
+                    CF_BAIL_FMT(CF_E_CONFIG, "measurements[%zu]: expected 96 hex digits (SHA-384)", i);
                 }
             }
             out->measurements = value;
         } else if (strcmp(key, "allow_debug") == 0) {
-            CF_ENSURE_MSG(json_is_boolean(value), CF_E_POLICY, "allow_debug: expected true or false");
+            CF_ENSURE_MSG(json_is_boolean(value), CF_E_CONFIG, "allow_debug: expected true or false");
             out->allow_debug = json_is_true(value);
         } else if (strcmp(key, "min_svn") == 0) {
             CF_ENSURE_MSG(json_is_integer(value) && json_integer_value(value) >= 0 &&
                               json_integer_value(value) <= UINT32_MAX,
-                          CF_E_POLICY, "min_svn: expected an integer 0..4294967295");
+                          CF_E_CONFIG, "min_svn: expected an integer 0..4294967295");
             out->min_svn = (uint32_t)json_integer_value(value);
         } else if (strcmp(key, CF_POLICY_KEY_ANY_WORKLOAD) == 0) {
-            CF_ENSURE_MSG(json_is_boolean(value), CF_E_POLICY, CF_POLICY_KEY_ANY_WORKLOAD ": expected true or false");
+            CF_ENSURE_MSG(json_is_boolean(value), CF_E_CONFIG, CF_POLICY_KEY_ANY_WORKLOAD ": expected true or false");
             out->any_workload = json_is_true(value);
         } else {
-            CF_BAIL_FMT(CF_E_POLICY,
+            CF_BAIL_FMT(CF_E_CONFIG,
                         "%.64s: unknown key (expected measurements, allow_debug, min_svn, " CF_POLICY_KEY_ANY_WORKLOAD
                         ")",
                         key);

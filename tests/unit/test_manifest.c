@@ -176,6 +176,11 @@ static void test_invalid_named(void **state)
         if (strstr(cf_error_last()->detail, edits[i].detail) == NULL) {
             fail_msg("case %zu: detail '%s' lacks '%s'", i, cf_error_last()->detail, edits[i].detail);
         }
+        /* A malformed manifest (its policies included) is bad_config;
+         * policy_violation is kept for evidence that fails a policy. */
+        if (cf_error_code_last() != CF_E_CONFIG) {
+            fail_msg("case %zu: %s, expected bad_config", i, cf_error_name(cf_error_code_last()));
+        }
         free(text);
     }
     cf_manifest *m = NULL;

@@ -392,7 +392,7 @@ static void test_policy_validate(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *p = json_loads(bad[i].json, 0, NULL);
         assert_non_null(p);
-        assert_cf_error(cf_attest_policy_validate(CF_PLATFORM_SIM, p), CF_E_POLICY);
+        assert_cf_error(cf_attest_policy_validate(CF_PLATFORM_SIM, p), CF_E_CONFIG);
         if (strstr(cf_error_last()->detail, bad[i].detail) == NULL) {
             fail_msg("case %zu: detail '%s' lacks '%s'", i, cf_error_last()->detail, bad[i].detail);
         }
@@ -428,7 +428,7 @@ static void test_manifest_policy_pins_workload(void **state)
     assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, NULL, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
     /* Syntax errors keep their own code and detail in manifest use. */
     json_t *p = json_loads("{\"insecure_allow_any_workload\": \"yes\"}", 0, NULL);
-    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_MANIFEST), CF_E_POLICY);
+    assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, p, CF_POLICY_USE_MANIFEST), CF_E_CONFIG);
     assert_non_null(strstr(cf_error_last()->detail, "insecure_allow_any_workload: expected true or false"));
     json_decref(p);
     assert_cf_error(cf_attest_policy_validate_for(CF_PLATFORM_SIM, NULL, (cf_policy_use)7), CF_E_INVALID_ARGUMENT);
