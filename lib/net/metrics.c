@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,9 +326,20 @@ static CF_RESULT append_number(cf_buf *out, double v)
     if (isinf(v)) {
         return cf_buf_append_cstr(out, v > 0 ? "+Inf" : "-Inf");
     }
-    /* Integers print exactly; others with round-trip precision. */
+    /* Integers print exactly; others with the fewest significant digits
+     * (15, 16 or 17) that read back as the same double, so that a bucket
+     * bound of 0.005 is le="0.005", not "0.0050000000000000001" (17
+     * digits always round-trip an IEEE 754 double). The "C" locale is in
+     * force (no daemon calls setlocale), so '.' is the decimal point. */
     if (v == floor(v) && fabs(v) < 1e15) {
         return cf_buf_appendf(out, "%.0f", v);
+    }
+    char text[40];
+    for (int digits = 15; digits < 17; digits++) {
+        int n = snprintf(text, sizeof text, "%.*g", digits, v);
+        if (n > 0 && (size_t)n < sizeof text && strtod(text, NULL) == v) {
+            return cf_buf_append_cstr(out, text);
+        }
     }
     return cf_buf_appendf(out, "%.17g", v);
 }

@@ -76,14 +76,39 @@ static void test_histogram_cumulative_buckets(void **state)
     char *text = render(m);
     assert_string_equal(text, "# HELP confide_latency_seconds Latency.\n"
                               "# TYPE confide_latency_seconds histogram\n"
-                              "confide_latency_seconds_bucket{server=\"as\",le=\"0.10000000000000001\"} 2\n"
+                              "confide_latency_seconds_bucket{server=\"as\",le=\"0.1\"} 2\n"
                               "confide_latency_seconds_bucket{server=\"as\",le=\"0.5\"} 3\n"
                               "confide_latency_seconds_bucket{server=\"as\",le=\"2\"} 3\n"
                               "confide_latency_seconds_bucket{server=\"as\",le=\"+Inf\"} 4\n"
-                              "confide_latency_seconds_sum{server=\"as\"} 5.4500000000000002\n"
+                              "confide_latency_seconds_sum{server=\"as\"} 5.45\n"
                               "confide_latency_seconds_count{server=\"as\"} 4\n");
     free(text);
     assert_true(cf_metric_value(h) == 4.0);
+    cf_metrics_free(m);
+}
+
+/* Non-integers print with the fewest digits that read back as the same
+ * double: 15 when they suffice, 16 or 17 only when needed. */
+static void test_shortest_round_trip_numbers(void **state)
+{
+    (void)state;
+    cf_metrics *m = NULL;
+    cf_metric *h = NULL;
+    assert_cf_ok(cf_metrics_new(&m));
+    const double bounds[] = {1e-300, 0.005, 0.1 + 0.2, 1.0 / 3, 12345.678};
+    cf_metric_label l[] = {{"server", "x"}, {NULL, NULL}};
+    assert_cf_ok(cf_metrics_histogram(m, "confide_x_seconds", "X.", l, bounds, 5, &h));
+    cf_metric_observe(h, 0.1 + 0.2);
+    char *text = render(m);
+    static const char *const want[] = {"le=\"0.005\"} 0\n", "le=\"0.30000000000000004\"} 1\n",
+                                       "le=\"0.3333333333333333\"} 1\n", "le=\"1e-300\"} 0\n",
+                                       "le=\"12345.678\"} 1\n", "confide_x_seconds_sum{server=\"x\"} 0.30000000000000004\n"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (strstr(text, want[i]) == NULL) {
+            fail_msg("missing '%s' in:\n%s", want[i], text);
+        }
+    }
+    free(text);
     cf_metrics_free(m);
 }
 
@@ -129,6 +154,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_gauge_exact_text),
         cmocka_unit_test(test_histogram_cumulative_buckets),
+        cmocka_unit_test(test_shortest_round_trip_numbers),
         cmocka_unit_test(test_registration_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
