@@ -139,7 +139,7 @@ static int cmd_attest(int argc, char **argv)
         char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (text == NULL) {
             json_decref(o);
-            fprintf(stderr, "error: no_memory\n");
+            fprintf(stderr, "confide: no_memory\n");
             rc = 1;
             goto out;
         }

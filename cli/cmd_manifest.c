@@ -96,7 +96,7 @@ static int cmd_new(int argc, char **argv)
     } else {
         FILE *f = out_path ? fopen(out_path, "wx") : stdout;
         if (f == NULL) {
-            fprintf(stderr, "error: io_error: cannot create %s (exists?)\n", out_path);
+            fprintf(stderr, "confide: io_error: cannot create %s (exists?)\n", out_path);
             rc = 1;
         } else {
             if (fwrite(out.data, 1, out.len, f) != out.len) {

@@ -36,7 +36,7 @@ static void seal_usage(FILE *f)
             "`seal response|stream` act as the worker: they check that the request\n"
             "decrypts under the key (its salt may be old). `open stream` writes each\n"
             "event once it authenticated and fails with `truncated` if the stream ends\n"
-            "without its final event. Exit 0 on success, 1 with \"error: <code>: ...\"\n"
+            "without its final event. Exit 0 on success, 1 with \"confide: <code>: ...\"\n"
             "on stderr, 2 on usage errors.\n");
 }
 

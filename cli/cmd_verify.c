@@ -331,7 +331,7 @@ static int cmd_verify(int argc, char **argv)
         }
         policy = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
         if (policy == NULL) {
-            fprintf(stderr, "error: bad_config: --policy: line %d: %s\n", jerr.line, jerr.text);
+            fprintf(stderr, "confide: bad_config: --policy: line %d: %s\n", jerr.line, jerr.text);
             goto out;
         }
         if (cf_is_error(cf_attest_policy_validate(in.platform, policy))) {
@@ -369,7 +369,7 @@ static int cmd_verify(int argc, char **argv)
         char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         if (text == NULL) {
             json_decref(o);
-            fprintf(stderr, "error: no_memory\n");
+            fprintf(stderr, "confide: no_memory\n");
             goto out;
         }
         printf("%s\n", text);

@@ -29,7 +29,7 @@ void cf_cli_register(const char *name, const char *summary, cf_cli_fn fn)
 int cf_cli_fail(const char *what)
 {
     const cf_error_info *e = cf_error_last();
-    fprintf(stderr, "error: %s: %s%s%s\n", cf_error_name(e->code), what ? what : "",
+    fprintf(stderr, "confide: %s: %s%s%s\n", cf_error_name(e->code), what ? what : "",
             (what && e->detail[0]) ? ": " : "", e->detail);
     return 1;
 }

@@ -11,7 +11,7 @@ fails=0
 check() { # name, expected exit, expected stderr code ('' = none), command...
     local name=$1 want=$2 code=$3; shift 3
     "$@" >"$t/out" 2>"$t/err"; local rc=$?
-    if [ "$rc" != "$want" ] || { [ -n "$code" ] && ! grep -q "^error: $code:" "$t/err"; }; then
+    if [ "$rc" != "$want" ] || { [ -n "$code" ] && ! grep -q "^confide: $code:" "$t/err"; }; then
         echo "FAIL $name: exit $rc (want $want), stderr: $(cat "$t/err")"; fails=$((fails + 1))
     else
         echo "ok   $name"

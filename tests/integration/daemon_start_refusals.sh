@@ -2,7 +2,8 @@
 # daemon_start_refusals.sh — configurations that can never work make the
 # daemons refuse at start with exit status 2 and one plain line
 # "<program>: <code>: <detail>" (no source location), instead of starting
-# and retrying forever. Needs $CONFIDE_BUILD (the Makefile exports it).
+# and retrying forever; the confide tool reports failures in the same form.
+# Needs $CONFIDE_BUILD (the Makefile exports it).
 set -u
 build="${CONFIDE_BUILD:?CONFIDE_BUILD not set}"
 for b in confide confide-worker confide-as confide-proxy; do
@@ -41,6 +42,9 @@ done
 for d in confide-worker confide-as confide-proxy; do
     expect 2 "^$d: bad_config: unknown flag: --bogus\$" -- $d --bogus
 done
+
+# The confide tool reports failures the same way.
+expect 1 "^confide: io_error: $tmp/none.json: cannot open manifest" -- confide manifest hash "$tmp/none.json"
 
 echo "daemon start refusals: $((checks - fails))/$checks checks pass"
 [ "$fails" -eq 0 ]

@@ -1655,7 +1655,7 @@ static void test_confide_attest(void **state)
     snprintf(cmd, sizeof cmd, "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http 2>&1",
              build_dir(), e->as_other.port, e->manifest);
     assert_int_equal(run_cmd(cmd, out, sizeof out), 1);
-    assert_non_null(strstr(out, "error: policy_violation"));
+    assert_non_null(strstr(out, "confide: policy_violation"));
     snprintf(cmd, sizeof cmd,
              "%s/bin/confide attest --as http://127.0.0.1:%d --manifest %s --allow-plain-http --json 2>/dev/null",
              build_dir(), e->as_root.port, e->manifest);
