@@ -214,11 +214,72 @@ static void record_finish(cf_http_request *req, int status)
     }
 }
 
+/* A finished reply must not be declared sent while bytes are still queued.
+ *
+ * evhttp learns that a reply has left from the connection's bufferevent write
+ * callback (evhttp_write_cb), which runs evcon->cb: for a finished reply that
+ * is evhttp_send_done(), which frees the request and, on a kept-alive
+ * connection, goes back to reading and disables EV_WRITE. libevent only runs
+ * the write callback when the output is at the write low watermark (0, i.e.
+ * empty) -- but bufferevent_openssl checks that when it *schedules* the
+ * callback: do_write() ends with bufferevent_trigger_nolock_(bev, EV_WRITE,
+ * BEV_OPT_DEFER_CALLBACKS) (libevent 2.1.12, bufferevent_openssl.c), and the
+ * deferred callback runs on a later loop iteration without checking again.
+ * A stream ended in between -- typically by a producer woken by on_writable,
+ * which the very drain that emptied the buffer scheduled -- got
+ * evhttp_send_done() with its last chunks (up to the high watermark) still
+ * queued: EV_WRITE disabled, the tail never written, and the connection
+ * closed by the read timeout 30 s later. Plain sockets run the callback
+ * synchronously and never saw this.
+ *
+ * So while a finished reply drains, evhttp's write callback is wrapped in a
+ * guard that checks the watermark again when it actually runs and drops a
+ * stale call; the write that does empty the buffer calls it again. evhttp
+ * installs its own callback afresh whenever it writes or reads again
+ * (evhttp_write_buffer, evhttp_start_read_), so the guard lives exactly as
+ * long as the finishing reply. */
+static bufferevent_data_cb evhttp_write_callback; /* libevent's evhttp_write_cb: one function per process */
+
+static void finished_reply_write_guard(struct bufferevent *bev, void *evcon)
+{
+    size_t low = 0;
+    bufferevent_getwatermark(bev, EV_WRITE, &low, NULL);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > low) {
+        return; /* stale "drained": more was queued since it was scheduled */
+    }
+    evhttp_write_callback(bev, evcon);
+}
+
+/* After handing a reply to evhttp: guard its write callback (see above) and
+ * drop the reference detach_from_connection() took. The reference keeps bev
+ * valid if evhttp freed the connection during the hand-over (it then has no
+ * callbacks left); a connection already reading the next request (read
+ * callback set again) has nothing left to guard. */
+static void handed_over(struct bufferevent *bev)
+{
+    if (bev == NULL) {
+        return;
+    }
+    bufferevent_data_cb readcb = NULL, writecb = NULL;
+    bufferevent_event_cb eventcb = NULL;
+    void *cbarg = NULL;
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &cbarg);
+    if (readcb == NULL && writecb != NULL && writecb != finished_reply_write_guard &&
+        (evhttp_write_callback == NULL || evhttp_write_callback == writecb)) {
+        evhttp_write_callback = writecb;
+        bufferevent_setcb(bev, readcb, finished_reply_write_guard, eventcb, cbarg);
+    }
+    bufferevent_decref(bev);
+}
+
 /* Stop watching the connection before handing the request back to evhttp:
  * no close callback, no drain watcher; restore the timeouts evhttp uses for
- * the next request on a kept-alive connection. */
-static void detach_from_connection(cf_http_request *req)
+ * the next request on a kept-alive connection. Returns the connection's
+ * bufferevent with a reference held (NULL if the client is gone): pass it to
+ * handed_over() right after the evhttp_send_* call. */
+static struct bufferevent *detach_from_connection(cf_http_request *req)
 {
+    struct bufferevent *held = NULL;
     if (req->out_cb != NULL) {
         evbuffer_remove_cb_entry(req->out, req->out_cb);
         req->out_cb = NULL;
@@ -231,8 +292,13 @@ static void detach_from_connection(cf_http_request *req)
             bufferevent_set_timeouts(bev, &s->read_tv, &s->write_tv);
             bufferevent_setwatermark(bev, EV_READ, 0, 0);
         }
+        if (bev != NULL) {
+            bufferevent_incref(bev);
+            held = bev;
+        }
         req->evcon = NULL;
     }
+    return held;
 }
 
 static void schedule_close_notice(cf_http_request *req)
@@ -566,12 +632,13 @@ static void force_finish(cf_http_request *req)
 {
     if (req->evreq != NULL) {
         bool peer_gone = req->peer_gone;
-        detach_from_connection(req);
+        struct bufferevent *bev = detach_from_connection(req);
         if (req->streaming || peer_gone) {
             evhttp_send_reply_end(req->evreq);
         } else {
             send_raw_error(req->evreq, 503, "server_error", "shutting_down", "The server is shutting down.", true);
         }
+        handed_over(bev);
         record_finish(req, req->streaming ? req->status : 503);
         req->evreq = NULL;
     }
@@ -877,8 +944,9 @@ CF_RESULT cf_http_respond(cf_http_request *req, int status, const char *content_
             evbuffer_free(buf);
             CF_BAIL(CF_E_NO_MEMORY);
         }
-        detach_from_connection(req);
+        struct bufferevent *bev = detach_from_connection(req);
         evhttp_send_reply(req->evreq, status, NULL, buf);
+        handed_over(bev);
         evbuffer_free(buf);
         req->evreq = NULL;
         record_finish(req, status);
@@ -990,7 +1058,7 @@ void cf_http_stream_end(cf_http_request *req)
         return;
     }
     if (req->evreq != NULL) {
-        detach_from_connection(req);
+        struct bufferevent *bev = detach_from_connection(req);
         if (req->streaming) {
             evhttp_send_reply_end(req->evreq);
             record_finish(req, req->status);
@@ -1001,6 +1069,7 @@ void cf_http_stream_end(cf_http_request *req)
             send_raw_error(req->evreq, 500, "server_error", "internal_error", "The request was abandoned.", true);
             record_finish(req, 500);
         }
+        handed_over(bev);
         req->evreq = NULL;
     }
     request_free(req);
