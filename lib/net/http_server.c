@@ -63,10 +63,23 @@ struct cf_http_server {
     cf_http_health_fn health;
     void *health_arg;
     const cf_metrics *metrics_registry;
+    struct reply_drain *draining; /* finished replies evhttp is still writing */
     cf_metric *m_requests[6]; /* by status class: [0] other, [1..5] 1xx..5xx */
     cf_metric *m_active;
     cf_metric *m_duration;
 };
+
+/* A reply handed to evhttp on a live connection, until evhttp reports it
+ * written (the request's on_complete callback, from evhttp_send_done) or the
+ * connection goes away (its close callback). Graceful shutdown completes only
+ * once none is left, so "done" means the last bytes have been written to the
+ * socket, not merely queued. */
+typedef struct reply_drain {
+    cf_http_server *server;
+    struct evhttp_connection *evcon;
+    struct reply_drain *prev;
+    struct reply_drain *next;
+} reply_drain;
 
 struct cf_http_request {
     cf_http_server *server; /* NULL once forced by shutdown / server free */
@@ -174,9 +187,63 @@ static void request_unlink(cf_http_request *req)
     req->server = NULL;
     s->active--;
     cf_metric_set(s->m_active, (double)s->active);
-    if (s->shutting_down && s->active == 0) {
+    if (s->shutting_down && s->active == 0 && s->draining == NULL) {
         event_active(s->shutdown_done, EV_TIMEOUT, 0);
     }
+}
+
+static void reply_drain_release(reply_drain *d)
+{
+    cf_http_server *s = d->server;
+    if (d->prev != NULL) {
+        d->prev->next = d->next;
+    } else {
+        s->draining = d->next;
+    }
+    if (d->next != NULL) {
+        d->next->prev = d->prev;
+    }
+    free(d);
+    if (s->shutting_down && s->active == 0 && s->draining == NULL) {
+        event_active(s->shutdown_done, EV_TIMEOUT, 0);
+    }
+}
+
+static void reply_written(struct evhttp_request *evreq, void *arg)
+{
+    reply_drain *d = arg;
+    (void)evreq;
+    /* The connection may stay open for another request: its close no
+     * longer concerns this reply. */
+    evhttp_connection_set_closecb(d->evcon, NULL, NULL);
+    reply_drain_release(d);
+}
+
+static void reply_connection_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    reply_drain_release(arg);
+}
+
+/* Track the reply about to be handed to evhttp until it is written. Without
+ * memory for the tracker, shutdown just does not wait for this one. */
+static void track_reply_drain(cf_http_request *req)
+{
+    cf_http_server *s = req->server;
+    reply_drain *d = s != NULL && req->evreq != NULL ? calloc(1, sizeof *d) : NULL;
+    if (d == NULL) {
+        evhttp_connection_set_closecb(req->evcon, NULL, NULL);
+        return;
+    }
+    d->server = s;
+    d->evcon = req->evcon;
+    d->next = s->draining;
+    if (s->draining != NULL) {
+        s->draining->prev = d;
+    }
+    s->draining = d;
+    evhttp_request_set_on_complete_cb(req->evreq, reply_written, d);
+    evhttp_connection_set_closecb(req->evcon, reply_connection_closed, d);
 }
 
 static void request_free(cf_http_request *req)
@@ -273,8 +340,9 @@ static void handed_over(struct bufferevent *bev)
 }
 
 /* Stop watching the connection before handing the request back to evhttp:
- * no close callback, no drain watcher; restore the timeouts evhttp uses for
- * the next request on a kept-alive connection. Returns the connection's
+ * no drain watcher, the close callback now tracks the reply until written
+ * (reply_drain); restore the timeouts evhttp uses for the next request on a
+ * kept-alive connection. Returns the connection's
  * bufferevent with a reference held (NULL if the client is gone): pass it to
  * handed_over() right after the evhttp_send_* call. */
 static struct bufferevent *detach_from_connection(cf_http_request *req)
@@ -285,7 +353,7 @@ static struct bufferevent *detach_from_connection(cf_http_request *req)
         req->out_cb = NULL;
     }
     if (req->evcon != NULL) {
-        evhttp_connection_set_closecb(req->evcon, NULL, NULL);
+        track_reply_drain(req);
         struct bufferevent *bev = evhttp_connection_get_bufferevent(req->evcon);
         const cf_http_server *s = req->server;
         if (bev != NULL && s != NULL) {
@@ -661,10 +729,9 @@ static void shutdown_deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     CF_LOG_WARN("http_shutdown_forced", cf_kv_str("server", s->name), cf_kv_uint("active", s->active));
-    force_all(s); /* the last unlink activates shutdown_done */
-    if (s->active == 0) {
-        event_active(s->shutdown_done, EV_TIMEOUT, 0);
-    }
+    force_all(s);
+    /* The deadline bounds the wait for replies still being written too. */
+    event_active(s->shutdown_done, EV_TIMEOUT, 0);
 }
 
 static void shutdown_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -695,7 +762,7 @@ void cf_http_server_shutdown(cf_http_server *s, unsigned deadline_ms, void (*don
     }
     CF_LOG_INFO("http_shutdown", cf_kv_str("server", s->name), cf_kv_uint("active", s->active),
                 cf_kv_uint("deadline_ms", deadline_ms));
-    if (s->active == 0) {
+    if (s->active == 0 && s->draining == NULL) {
         event_active(s->shutdown_done, EV_TIMEOUT, 0);
     } else {
         struct timeval tv = ms_to_tv(deadline_ms);
@@ -801,7 +868,12 @@ void cf_http_server_free(cf_http_server *s)
     }
     force_all(s);
     if (s->http != NULL) {
-        evhttp_free(s->http);
+        evhttp_free(s->http); /* closing the connections releases their reply_drain */
+    }
+    while (s->draining != NULL) { /* a connection that closed without telling */
+        reply_drain *d = s->draining;
+        s->draining = d->next;
+        free(d);
     }
     if (s->shutdown_timer != NULL) {
         event_free(s->shutdown_timer);

@@ -1041,6 +1041,44 @@ static void test_shutdown_drains_then_forces(void **state)
     fx_free(f);
 }
 
+/* Shutdown completes once the replies are written, not merely queued: a
+ * stream that ended with 2 MiB still queued for a client that does not read
+ * keeps shutdown waiting until the client reads, well before the deadline. */
+static void test_shutdown_waits_for_queued_output(void **state)
+{
+    (void)state;
+    cf_http_server_config cfg = {.stream_high_watermark = 8 * 1024 * 1024};
+    fixture *f = fx_new(&cfg);
+    f->chunk = 16384;
+    f->produce_total = 2 * 1024 * 1024;
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+    int fd = raw_connect(cf_http_server_port(f->server), 4096);
+    raw_send(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(run_until(f->base, &f->stream_ended, 1900)); /* all queued, request finished */
+    assert_int_equal(cf_http_server_active(f->server), 0);
+
+    bool done = false;
+    struct timeval start, now;
+    gettimeofday(&start, NULL);
+    cf_http_server_shutdown(f->server, (unsigned)slow(5000), shutdown_done, &done);
+    run_for(f->base, 200);
+    assert_false(done); /* the client has read nothing: the reply is still queued */
+
+    reader rd;
+    reader_start(f->base, &rd, fd);
+    assert_true(run_until(f->base, &done, 4000));
+    gettimeofday(&now, NULL);
+    long waited_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_usec - start.tv_usec) / 1000;
+    assert_true(waited_ms < slow(5000)); /* finished by the drain, not by the deadline */
+    for (int i = 0; i < 100 && strcmp(rd.tail, "\r\n0\r\n\r\n") != 0; i++) {
+        run_for(f->base, 10);
+    }
+    assert_string_equal(rd.tail, "\r\n0\r\n\r\n");
+    assert_true(rd.total > f->produce_total);
+    reader_stop(&rd);
+    fx_free(f);
+}
+
 int main(void)
 {
     cf_log_init("test_http_server", CF_LOG_WARN);
@@ -1056,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_header_limit),
         cmocka_unit_test(test_read_timeout_closes_slow_client),
         cmocka_unit_test(test_shutdown_drains_then_forces),
+        cmocka_unit_test(test_shutdown_waits_for_queued_output),
         cmocka_unit_test(test_tls_stream_backpressure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
