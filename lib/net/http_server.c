@@ -342,9 +342,9 @@ static void handed_over(struct bufferevent *bev)
 /* Stop watching the connection before handing the request back to evhttp:
  * no drain watcher, the close callback now tracks the reply until written
  * (reply_drain); restore the timeouts evhttp uses for the next request on a
- * kept-alive connection. Returns the connection's
- * bufferevent with a reference held (NULL if the client is gone): pass it to
- * handed_over() right after the evhttp_send_* call. */
+ * kept-alive connection. Returns the connection's bufferevent with a
+ * reference held (NULL if the client is gone): pass it to handed_over()
+ * right after the evhttp_send_* call. */
 static struct bufferevent *detach_from_connection(cf_http_request *req)
 {
     struct bufferevent *held = NULL;
