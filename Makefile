@@ -180,6 +180,7 @@ fuzz-smoke: fuzz
 
 bench: all
 	$(BENCH_BIN)
+	scripts/bench-chain.sh
 
 demo: all
 	scripts/demo.sh

@@ -86,7 +86,14 @@ static CF_RESULT load_key(const char *path, uint8_t key[CF_PROTO_SECRET_LEN])
     cf_result result = CF_OK;
     cf_buf file;
     cf_buf_init(&file, 4096);
-    CF_GUARD_OUT(read_path(path, &file));
+    /* The path is not echoed: a user who passes the key itself instead of
+     * a file name must not see the secret in an error message (or a log
+     * that captures stderr). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CF_ENSURE_MSG_OUT(fd >= 0, CF_E_IO, "cannot open the --key file (--key names a file that holds the key)");
+    cf_result r = read_fd(fd, &file);
+    close(fd);
+    CF_GUARD_OUT(r);
     if (file.len == CF_PROTO_SECRET_LEN) {
         memcpy(key, file.data, CF_PROTO_SECRET_LEN);
         goto out;

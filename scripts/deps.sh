@@ -15,6 +15,8 @@ packages=(
     libcmocka-dev valgrind libclang-rt-14-dev llvm
     # the untrusted gateway in tests and the demo
     nginx-light
+    # the HTTP load generator of the chain benchmark (scripts/bench-chain.sh)
+    wrk
     # llama-server build and the random-weight model (DESIGN §6)
     cmake g++ git python3 python3-numpy python3-yaml
     # the independent protocol vector decoder (tests/vectors)

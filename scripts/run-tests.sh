@@ -3,7 +3,8 @@
 # a closing "MODE: N passed, N failed" line.
 #   unit         each cmocka binary
 #   valgrind     each cmocka binary under valgrind (errors and leaks fail)
-#   integration  each itest_ binary (they start the real daemons themselves),
+#   integration  each itest_ binary (they start the real daemons themselves,
+#                llama-server included: scripts/e2e-prepare.sh runs first),
 #                then every tests/integration/*.sh
 #   e2e          node --test tests/e2e (openai client, nginx, llama-server)
 set -u
@@ -37,6 +38,10 @@ valgrind)
             --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect "$t"
     done ;;
 integration)
+    # The worker and proxy integration tests run the real llama-server and the
+    # Node fault-injection backend: make sure both are there (a fresh machine
+    # builds llama-server here, once; later runs find it cached).
+    "$root/scripts/e2e-prepare.sh" || { echo "integration: preparing llama-server and node modules failed"; exit 1; }
     for t in "$@"; do run_one "$(basename "$t")" "$t"; done
     for s in "$root"/tests/integration/*.sh; do
         [ -e "$s" ] || continue

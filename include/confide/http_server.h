@@ -39,6 +39,11 @@
  * Callbacks are never called re-entrantly from inside a cf_http_* call; they
  * run from the event loop.
  *
+ * The process must ignore SIGPIPE (cf_daemon_signals_new does; tests do it
+ * in main): evhttp writes to sockets without MSG_NOSIGNAL, and a client that
+ * vanishes while its response is being flushed would otherwise kill the
+ * process instead of producing the on_close path above.
+ *
  * Limitations (libevent 2.1): evhttp itself answers a body larger than
  * twice max_body_size (413) and a header block larger than max_headers_size
  * (400) with an HTML body, before any handler runs; bodies between the limit

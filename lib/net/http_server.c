@@ -3,6 +3,9 @@
 #include "confide/http_server.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -512,6 +515,16 @@ static CF_RESULT request_new(cf_http_server *s, struct evhttp_request *evreq, cf
     clock_gettime(CLOCK_MONOTONIC, &req->started);
     req->evreq = evreq;
     req->evcon = evhttp_request_get_connection(evreq);
+    /* Replies are written in pieces (each SSE event as it is ready); with
+     * Nagle's algorithm a piece waits for the ACK of the previous one, which
+     * a peer that only reads delays by up to 40 ms (delayed ACK). Measured:
+     * a 64-event stream through proxy and worker stalled ~43 ms without this.
+     * Best effort: a UNIX socket refuses the option, which is harmless. */
+    struct bufferevent *conn_bev = evhttp_connection_get_bufferevent(req->evcon);
+    if (conn_bev != NULL) {
+        int one = 1;
+        (void)setsockopt(bufferevent_getfd(conn_bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     req->id = s->next_id++;
     req->high_wm = s->high_wm;
     req->low_wm = s->low_wm;

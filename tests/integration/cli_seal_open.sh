@@ -47,4 +47,6 @@ check "open stream, cut short" 1 truncated sh -c "head -c 200 '$t/s.enc' | '$bin
 check "usage: no key" 2 "" "$bin" seal request
 check "usage: response without request" 2 "" "$bin" open response --key "$t/k.raw"
 check "bad key file" 1 bad_key sh -c "echo short >'$t/bad'; '$bin' seal request --key '$t/bad' <'$t/req.json'"
+check "key given as a value, not a file" 1 io_error sh -c "'$bin' seal request --key \"\$(cat '$t/k.b64')\" <'$t/req.json'"
+grep -qF "$(cat "$t/k.b64")" "$t/err" && { echo "FAIL the --key value is echoed in the error"; fails=$((fails + 1)); }
 [ "$fails" -eq 0 ]
