@@ -118,6 +118,8 @@ CF_RESULT cf_http_server_add_metrics(cf_http_server *s, const cf_metrics *metric
  * connections with 503, let requests in flight finish for up to deadline_ms,
  * then force the rest (streams get their terminating chunk, unanswered
  * requests a 503, their on_close runs) and call done(arg) from the loop.
+ * Before the deadline, done waits until the finished replies have been
+ * written to their sockets (or their clients have gone), not merely queued.
  * The daemon then calls cf_http_server_free() and leaves the loop. */
 void cf_http_server_shutdown(cf_http_server *s, unsigned deadline_ms, void (*done)(void *arg), void *arg);
 /* Requests in flight (not yet finished by the handler). */

@@ -66,10 +66,23 @@ struct cf_http_server {
     cf_http_health_fn health;
     void *health_arg;
     const cf_metrics *metrics_registry;
+    struct reply_drain *draining; /* finished replies evhttp is still writing */
     cf_metric *m_requests[6]; /* by status class: [0] other, [1..5] 1xx..5xx */
     cf_metric *m_active;
     cf_metric *m_duration;
 };
+
+/* A reply handed to evhttp on a live connection, until evhttp reports it
+ * written (the request's on_complete callback, from evhttp_send_done) or the
+ * connection goes away (its close callback). Graceful shutdown completes only
+ * once none is left, so "done" means the last bytes have been written to the
+ * socket, not merely queued. */
+typedef struct reply_drain {
+    cf_http_server *server;
+    struct evhttp_connection *evcon;
+    struct reply_drain *prev;
+    struct reply_drain *next;
+} reply_drain;
 
 struct cf_http_request {
     cf_http_server *server; /* NULL once forced by shutdown / server free */
@@ -177,9 +190,63 @@ static void request_unlink(cf_http_request *req)
     req->server = NULL;
     s->active--;
     cf_metric_set(s->m_active, (double)s->active);
-    if (s->shutting_down && s->active == 0) {
+    if (s->shutting_down && s->active == 0 && s->draining == NULL) {
         event_active(s->shutdown_done, EV_TIMEOUT, 0);
     }
+}
+
+static void reply_drain_release(reply_drain *d)
+{
+    cf_http_server *s = d->server;
+    if (d->prev != NULL) {
+        d->prev->next = d->next;
+    } else {
+        s->draining = d->next;
+    }
+    if (d->next != NULL) {
+        d->next->prev = d->prev;
+    }
+    free(d);
+    if (s->shutting_down && s->active == 0 && s->draining == NULL) {
+        event_active(s->shutdown_done, EV_TIMEOUT, 0);
+    }
+}
+
+static void reply_written(struct evhttp_request *evreq, void *arg)
+{
+    reply_drain *d = arg;
+    (void)evreq;
+    /* The connection may stay open for another request: its close no
+     * longer concerns this reply. */
+    evhttp_connection_set_closecb(d->evcon, NULL, NULL);
+    reply_drain_release(d);
+}
+
+static void reply_connection_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    reply_drain_release(arg);
+}
+
+/* Track the reply about to be handed to evhttp until it is written. Without
+ * memory for the tracker, shutdown just does not wait for this one. */
+static void track_reply_drain(cf_http_request *req)
+{
+    cf_http_server *s = req->server;
+    reply_drain *d = s != NULL && req->evreq != NULL ? calloc(1, sizeof *d) : NULL;
+    if (d == NULL) {
+        evhttp_connection_set_closecb(req->evcon, NULL, NULL);
+        return;
+    }
+    d->server = s;
+    d->evcon = req->evcon;
+    d->next = s->draining;
+    if (s->draining != NULL) {
+        s->draining->prev = d;
+    }
+    s->draining = d;
+    evhttp_request_set_on_complete_cb(req->evreq, reply_written, d);
+    evhttp_connection_set_closecb(req->evcon, reply_connection_closed, d);
 }
 
 static void request_free(cf_http_request *req)
@@ -217,25 +284,92 @@ static void record_finish(cf_http_request *req, int status)
     }
 }
 
-/* Stop watching the connection before handing the request back to evhttp:
- * no close callback, no drain watcher; restore the timeouts evhttp uses for
- * the next request on a kept-alive connection. */
-static void detach_from_connection(cf_http_request *req)
+/* A finished reply must not be declared sent while bytes are still queued.
+ *
+ * evhttp learns that a reply has left from the connection's bufferevent write
+ * callback (evhttp_write_cb), which runs evcon->cb: for a finished reply that
+ * is evhttp_send_done(), which frees the request and, on a kept-alive
+ * connection, goes back to reading and disables EV_WRITE. libevent only runs
+ * the write callback when the output is at the write low watermark (0, i.e.
+ * empty) -- but bufferevent_openssl checks that when it *schedules* the
+ * callback: do_write() ends with bufferevent_trigger_nolock_(bev, EV_WRITE,
+ * BEV_OPT_DEFER_CALLBACKS) (libevent 2.1.12, bufferevent_openssl.c), and the
+ * deferred callback runs on a later loop iteration without checking again.
+ * A stream ended in between -- typically by a producer woken by on_writable,
+ * which the very drain that emptied the buffer scheduled -- got
+ * evhttp_send_done() with its last chunks (up to the high watermark) still
+ * queued: EV_WRITE disabled, the tail never written, and the connection
+ * closed by the read timeout 30 s later. Plain sockets run the callback
+ * synchronously and never saw this.
+ *
+ * So while a finished reply drains, evhttp's write callback is wrapped in a
+ * guard that checks the watermark again when it actually runs and drops a
+ * stale call; the write that does empty the buffer calls it again. evhttp
+ * installs its own callback afresh whenever it writes or reads again
+ * (evhttp_write_buffer, evhttp_start_read_), so the guard lives exactly as
+ * long as the finishing reply. */
+static bufferevent_data_cb evhttp_write_callback; /* libevent's evhttp_write_cb: one function per process */
+
+static void finished_reply_write_guard(struct bufferevent *bev, void *evcon)
 {
+    size_t low = 0;
+    bufferevent_getwatermark(bev, EV_WRITE, &low, NULL);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > low) {
+        return; /* stale "drained": more was queued since it was scheduled */
+    }
+    evhttp_write_callback(bev, evcon);
+}
+
+/* After handing a reply to evhttp: guard its write callback (see above) and
+ * drop the reference detach_from_connection() took. The reference keeps bev
+ * valid if evhttp freed the connection during the hand-over (it then has no
+ * callbacks left); a connection already reading the next request (read
+ * callback set again) has nothing left to guard. */
+static void handed_over(struct bufferevent *bev)
+{
+    if (bev == NULL) {
+        return;
+    }
+    bufferevent_data_cb readcb = NULL, writecb = NULL;
+    bufferevent_event_cb eventcb = NULL;
+    void *cbarg = NULL;
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &cbarg);
+    if (readcb == NULL && writecb != NULL && writecb != finished_reply_write_guard &&
+        (evhttp_write_callback == NULL || evhttp_write_callback == writecb)) {
+        evhttp_write_callback = writecb;
+        bufferevent_setcb(bev, readcb, finished_reply_write_guard, eventcb, cbarg);
+    }
+    bufferevent_decref(bev);
+}
+
+/* Stop watching the connection before handing the request back to evhttp:
+ * no drain watcher, the close callback now tracks the reply until written
+ * (reply_drain); restore the timeouts evhttp uses for the next request on a
+ * kept-alive connection. Returns the connection's bufferevent with a
+ * reference held (NULL if the client is gone): pass it to handed_over()
+ * right after the evhttp_send_* call. */
+static struct bufferevent *detach_from_connection(cf_http_request *req)
+{
+    struct bufferevent *held = NULL;
     if (req->out_cb != NULL) {
         evbuffer_remove_cb_entry(req->out, req->out_cb);
         req->out_cb = NULL;
     }
     if (req->evcon != NULL) {
-        evhttp_connection_set_closecb(req->evcon, NULL, NULL);
+        track_reply_drain(req);
         struct bufferevent *bev = evhttp_connection_get_bufferevent(req->evcon);
         const cf_http_server *s = req->server;
         if (bev != NULL && s != NULL) {
             bufferevent_set_timeouts(bev, &s->read_tv, &s->write_tv);
             bufferevent_setwatermark(bev, EV_READ, 0, 0);
         }
+        if (bev != NULL) {
+            bufferevent_incref(bev);
+            held = bev;
+        }
         req->evcon = NULL;
     }
+    return held;
 }
 
 static void schedule_close_notice(cf_http_request *req)
@@ -579,12 +713,13 @@ static void force_finish(cf_http_request *req)
 {
     if (req->evreq != NULL) {
         bool peer_gone = req->peer_gone;
-        detach_from_connection(req);
+        struct bufferevent *bev = detach_from_connection(req);
         if (req->streaming || peer_gone) {
             evhttp_send_reply_end(req->evreq);
         } else {
             send_raw_error(req->evreq, 503, "server_error", "shutting_down", "The server is shutting down.", true);
         }
+        handed_over(bev);
         record_finish(req, req->streaming ? req->status : 503);
         req->evreq = NULL;
     }
@@ -607,10 +742,9 @@ static void shutdown_deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     CF_LOG_WARN("http_shutdown_forced", cf_kv_str("server", s->name), cf_kv_uint("active", s->active));
-    force_all(s); /* the last unlink activates shutdown_done */
-    if (s->active == 0) {
-        event_active(s->shutdown_done, EV_TIMEOUT, 0);
-    }
+    force_all(s);
+    /* The deadline bounds the wait for replies still being written too. */
+    event_active(s->shutdown_done, EV_TIMEOUT, 0);
 }
 
 static void shutdown_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -641,7 +775,7 @@ void cf_http_server_shutdown(cf_http_server *s, unsigned deadline_ms, void (*don
     }
     CF_LOG_INFO("http_shutdown", cf_kv_str("server", s->name), cf_kv_uint("active", s->active),
                 cf_kv_uint("deadline_ms", deadline_ms));
-    if (s->active == 0) {
+    if (s->active == 0 && s->draining == NULL) {
         event_active(s->shutdown_done, EV_TIMEOUT, 0);
     } else {
         struct timeval tv = ms_to_tv(deadline_ms);
@@ -747,7 +881,12 @@ void cf_http_server_free(cf_http_server *s)
     }
     force_all(s);
     if (s->http != NULL) {
-        evhttp_free(s->http);
+        evhttp_free(s->http); /* closing the connections releases their reply_drain */
+    }
+    while (s->draining != NULL) { /* a connection that closed without telling */
+        reply_drain *d = s->draining;
+        s->draining = d->next;
+        free(d);
     }
     if (s->shutdown_timer != NULL) {
         event_free(s->shutdown_timer);
@@ -890,8 +1029,9 @@ CF_RESULT cf_http_respond(cf_http_request *req, int status, const char *content_
             evbuffer_free(buf);
             CF_BAIL(CF_E_NO_MEMORY);
         }
-        detach_from_connection(req);
+        struct bufferevent *bev = detach_from_connection(req);
         evhttp_send_reply(req->evreq, status, NULL, buf);
+        handed_over(bev);
         evbuffer_free(buf);
         req->evreq = NULL;
         record_finish(req, status);
@@ -1003,7 +1143,7 @@ void cf_http_stream_end(cf_http_request *req)
         return;
     }
     if (req->evreq != NULL) {
-        detach_from_connection(req);
+        struct bufferevent *bev = detach_from_connection(req);
         if (req->streaming) {
             evhttp_send_reply_end(req->evreq);
             record_finish(req, req->status);
@@ -1014,6 +1154,7 @@ void cf_http_stream_end(cf_http_request *req)
             send_raw_error(req->evreq, 500, "server_error", "internal_error", "The request was abandoned.", true);
             record_finish(req, 500);
         }
+        handed_over(bev);
         req->evreq = NULL;
     }
     request_free(req);

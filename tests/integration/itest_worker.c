@@ -1407,10 +1407,10 @@ static void test_tls_listener(void **state)
     assert_cf_ok(x.finish);
     assert_non_null(strstr((const char *)x.plain.data, "echo: over tls " SECRET_PHRASE));
     exchange_free(&x);
-    chat(e, &e->ws, FAKE_MODEL, "[[fake:slow tokens=200 delay=0]] stream over tls", true, &x);
+    chat(e, &e->ws, FAKE_MODEL, "[[fake:slow tokens=3000 delay=0]] stream over tls", true, &x);
     assert_int_equal(x.status, 200);
     assert_cf_ok(x.finish);
-    assert_non_null(strstr((const char *)x.plain.data, "tok200"));
+    assert_non_null(strstr((const char *)x.plain.data, "tok3000"));
     exchange_free(&x);
     /* Plain HTTP to the TLS port is not served. */
     target_t plain = {.port = e->ws.port};

@@ -2,7 +2,8 @@
  * only: round trip through the curl client, routing and JSON errors, 413,
  * health and metrics, deferred responses with client disconnect, streaming
  * with a slow reader (backpressure) and a vanishing reader, read timeout,
- * graceful shutdown (drain and forced). */
+ * graceful shutdown (drain, forced, waiting for queued output), and a
+ * multi-megabyte stream over TLS with backpressure. */
 #include "test_helper.h"
 #include "test_timing.h"
 
@@ -17,6 +18,10 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "confide/http_client.h"
 #include "confide/http_server.h"
@@ -942,6 +947,170 @@ static void test_shutdown_drains_then_forces(void **state)
     fx_free(state);
 }
 
+/* Shutdown completes once the replies are written, not merely queued: a
+ * stream that ended with 8 MiB still queued for a client that does not read
+ * keeps shutdown waiting until the client reads, long before the deadline. */
+static void test_shutdown_waits_for_queued_output(void **state)
+{
+    cf_http_server_config cfg = {.stream_high_watermark = 16 * 1024 * 1024};
+    fixture *f = fx_new(state, &cfg);
+    f->chunk = 16384;
+    f->produce_total = 8 * 1024 * 1024;
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+    int fd = raw_connect(f, 4096);
+    raw_send(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(RUN_UNTIL(f, f->stream_ended)); /* all queued, the request finished */
+    assert_int_equal(cf_http_server_active(f->server), 0);
+
+    long deadline_ms = cf_test_budget_ms(CF_TEST_WAIT_MS);
+    long started = cf_test_now_ms();
+    server_shutdown(f, (unsigned)deadline_ms);
+    run_for(f, 200);
+    assert_false(f->shutdown_done); /* the client has read nothing: the reply is still queued */
+
+    reader *rd = reader_start(f, fd);
+    assert_true(RUN_UNTIL(f, f->shutdown_done));
+    assert_true(cf_test_now_ms() - started < deadline_ms); /* ended by the drain, not the deadline */
+    assert_true(RUN_UNTIL(f, chunked_end_seen(rd)));
+    assert_true(rd->total > f->produce_total);
+    assert_int_equal(f->close_calls, 0);
+    fx_free(state);
+}
+
+/* ---- TLS streaming (bufferevent_openssl) ------------------------------------------------ */
+
+/* A self-signed P-256 certificate for 127.0.0.1, made here. */
+static void make_cert(const char *dir, char *cert_path, char *key_path, size_t n)
+{
+    snprintf(cert_path, n, "%s/cert.pem", dir);
+    snprintf(key_path, n, "%s/key.pem", dir);
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    X509 *x = X509_new();
+    assert_non_null(x);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+    assert_int_equal(X509_set_pubkey(x, key), 1);
+    X509_NAME *name = X509_get_subject_name(x);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+                                                -1, 0),
+                     1);
+    assert_int_equal(X509_set_issuer_name(x, name), 1);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    const char *exts[][2] = {{"subjectAltName", "IP:127.0.0.1"},
+                             {"basicConstraints", "critical,CA:TRUE"},
+                             {"keyUsage", "critical,digitalSignature,keyCertSign"}};
+    for (size_t i = 0; i < 3; i++) {
+        X509_EXTENSION *ext = X509V3_EXT_conf(NULL, &ctx, exts[i][0], exts[i][1]);
+        assert_non_null(ext);
+        assert_int_equal(X509_add_ext(x, ext, -1), 1);
+        X509_EXTENSION_free(ext);
+    }
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    FILE *fc = fopen(cert_path, "w");
+    FILE *fk = fopen(key_path, "w");
+    assert_non_null(fc);
+    assert_non_null(fk);
+    assert_int_equal(PEM_write_X509(fc, x), 1);
+    assert_int_equal(PEM_write_PrivateKey(fk, key, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(fc);
+    fclose(fk);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+/* The HTTPS client reads late: while the server has not yet been congested
+ * it pauses after each piece (curl stops reading the socket, the kernel
+ * buffers fill); the test resumes it once the producer has been stopped. */
+static void tls_response(cf_http_call *call, long status, void *arg)
+{
+    res_response(call, status, &((fixture *)arg)->res);
+}
+
+static cf_http_body_action tls_body(cf_http_call *call, cf_slice data, void *arg)
+{
+    fixture *f = arg;
+    if (f->congestion_events == 0) {
+        cf_http_call_pause(call); /* this piece is consumed; no more until resumed */
+    }
+    return res_body(call, data, &f->res);
+}
+
+static void tls_done(cf_http_call *call, cf_http_error error, void *arg)
+{
+    res_done(call, error, &((fixture *)arg)->res);
+}
+
+/* A multi-megabyte stream over TLS to a client that reads late: the
+ * producer is stopped by congestion, resumed by on_writable as the client
+ * drains, and every byte arrives. Regression: with bufferevent_openssl a
+ * stale deferred "output drained" callback made evhttp finish the reply
+ * while the producer's last chunks were still queued, and they were never
+ * sent. */
+static void test_tls_stream_backpressure(void **state)
+{
+    char *dir = cf_test_tmpdir();
+    char cert[512], key[512];
+    make_cert(dir, cert, key, sizeof cert);
+    cf_http_server_config cfg = {.tls_cert_file = cert,
+                                 .tls_key_file = key,
+                                 .stream_high_watermark = 64 * 1024,
+                                 .stream_low_watermark = 16 * 1024};
+    fixture *f = fx_new(state, &cfg);
+    /* The fixture's client speaks plain HTTP; this one trusts our cert. */
+    cf_http_client_free(f->client);
+    f->client = NULL;
+    cf_http_client_config cc = {.ca_file = cert, .connect_timeout_ms = (unsigned)cf_test_budget_ms(CF_TEST_WAIT_MS)};
+    assert_cf_ok(cf_http_client_new(f->base, &cc, &f->client));
+    f->chunk = 16384;
+    f->produce_total = (size_t)(cf_test_under_valgrind() ? 3 : 8) * 1024 * 1024;
+    assert_cf_ok(cf_http_server_route(f->server, "GET", "/stream", stream_handler, f));
+
+    result *r = &f->res;
+    cf_buf_free(&r->body);
+    memset(r, 0, sizeof *r);
+    cf_buf_init(&r->body, f->produce_total);
+    char u[128];
+    snprintf(u, sizeof u, "https://127.0.0.1:%u/stream", cf_http_server_port(f->server));
+    cf_http_call *call = NULL;
+    cf_http_call_opts o = {.url = u,
+                           .total_timeout_ms = (unsigned)cf_test_budget_ms(CF_TEST_WAIT_MS),
+                           .on_response = tls_response,
+                           .on_body = tls_body,
+                           .on_done = tls_done,
+                           .arg = f};
+    assert_cf_ok(cf_http_call_start(f->client, &o, &call));
+    assert_true(RUN_UNTIL(f, f->congestion_events > 0 || r->done));
+    assert_false(r->done);
+    assert_true(f->produced < f->produce_total); /* the producer was stopped */
+    cf_http_call_resume(call);
+    assert_true(RUN_UNTIL(f, r->done));
+
+    assert_int_equal(r->error, CF_HTTP_OK);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->body.len, f->produce_total);
+    for (size_t i = 0; i < r->body.len; i++) {
+        if (r->body.data[i] != 'x') {
+            fail_msg("byte %zu of the stream is 0x%02x", i, r->body.data[i]);
+        }
+    }
+    assert_true(f->stream_ended);
+    assert_false(f->stream_write_failed);
+    /* Resumed through on_writable, memory bounded by the high watermark plus
+     * one chunk. */
+    assert_true(f->writable_calls >= 1);
+    assert_true(f->max_pending <= 64 * 1024 + f->chunk);
+    assert_int_equal(f->close_calls, 0);
+    assert_int_equal(cf_http_server_active(f->server), 0);
+    fx_free(state);
+    cf_test_rmrf(dir); /* curl reads the CA file at connect time: only now */
+    free(dir);
+}
+
 int main(void)
 {
     /* As in the daemons (cf_daemon_signals_new): a peer that vanishes while
@@ -961,6 +1130,8 @@ int main(void)
         T(test_header_limit),
         T(test_read_timeout_closes_slow_client),
         T(test_shutdown_drains_then_forces),
+        T(test_shutdown_waits_for_queued_output),
+        T(test_tls_stream_backpressure),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
