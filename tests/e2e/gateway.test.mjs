@@ -73,7 +73,8 @@ describe('gateway helpers', () => {
       req.end(body);
     });
     assert.equal(JSON.parse(text).choices[0].message.content, 'echo: over tls');
-    assert.ok(gw.requests().some((r) => r.request_body === body));
+    const logged = await gw.waitForRequest((r) => r.uri === '/v1/chat/completions');
+    assert.equal(logged.request_body, body);
     await gw.stop();
   });
 });

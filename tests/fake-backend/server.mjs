@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // fake-backend — a tiny OpenAI-compatible backend that misbehaves on request,
 // for fault-injection tests of confide-worker (DESIGN §6: never the only
-// backend; the real one is llama-server). No dependencies beyond Node 20.
+// backend; the real one is llama-server). No dependencies beyond Node.js
+// (18.19 or newer: Debian 12's own nodejs runs it).
 //
 //   node tests/fake-backend/server.mjs (--socket PATH | --port N) [--log FILE]
 //

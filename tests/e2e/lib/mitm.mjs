@@ -79,7 +79,11 @@ export async function startMitm(opts) {
     send: forward,
     stop() {
       agent.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
+      const closed = new Promise((resolve) => server.close(() => resolve()));
+      // Node 19+ does this inside close(); on Node 18 close() waits for the
+      // idle keep-alive connections to time out (keepAliveTimeout, 60 s).
+      server.closeIdleConnections();
+      return closed;
     },
   };
 

@@ -27,9 +27,15 @@ export function upstreamOf(target) {
  *   opts.tls        { cert, key } file paths: serve HTTPS
  *   opts.maxBody    largest request body (nginx size, default '64m')
  *   opts.readTimeout upstream read timeout (nginx time, default '300s')
- * Returns { url, port, dir, accessLog, errorLog, proc, requests(), bodies(), stop() }:
+ * Returns { url, port, dir, accessLog, errorLog, proc, requests(), bodies(),
+ * waitForRequest(), stop() }:
  *   requests() the parsed access-log entries so far (one per finished request)
  *   bodies()   just their request_body strings
+ *   waitForRequest(match, timeoutMs) the first entry for which match(entry) is
+ *              true, once nginx has logged it. nginx writes the log line when it
+ *              finalises the request, which can be after the client has read the
+ *              whole response (it is, with Node 18's non-keep-alive agent), so
+ *              a test that checks the request it just made must wait for it.
  */
 export async function startGateway(opts = {}) {
   const routes = opts.routes || { '/': opts.upstream };
@@ -85,6 +91,8 @@ export async function startGateway(opts = {}) {
       bodies() {
         return gw.requests().map((r) => r.request_body);
       },
+      waitForRequest: (match, timeoutMs = 5000) =>
+        waitFor('nginx access-log entry', () => gw.requests().find(match), { timeoutMs, intervalMs: 20 }),
       stop: () => proc.stop('SIGTERM'),
     };
     return gw;
