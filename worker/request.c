@@ -334,8 +334,11 @@ static void forward(worker_request *r)
                                     "this worker's manifest policy does not serve the requested model", OUT_FAILED);
         goto out;
     }
+    /* The key was found a moment ago by the codec; should it have expired
+     * (or been evicted) since, its scope can no longer be checked: refuse
+     * rather than forward unchecked (fail closed). */
     const worker_key *key = cf_worker_keys_find(&w->keys, cf_proto_session_key_id(r->session), worker_now());
-    if (key != NULL && !scope_has(&key->scope, cf_buf_slice(&model))) {
+    if (key == NULL || !scope_has(&key->scope, cf_buf_slice(&model))) {
         worker_respond_error_sealed(r, 403, "invalid_request_error", "model_not_in_scope",
                                     "the key's scope does not include the requested model", OUT_FAILED);
         goto out;

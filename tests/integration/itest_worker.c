@@ -416,12 +416,15 @@ static pid_t start_worker(env_t *e, const char *name, const char *backend_sock, 
     return start_worker_at(e, e->as.port, name, backend_sock, log, valgrind, extra);
 }
 
-static void upload_key(env_t *e, uint32_t ttl, uint8_t k[32], char key_id[23])
+/* Upload a fresh key whose scope is `only_model`, or both test models. */
+static void upload_key_scoped(env_t *e, uint32_t ttl, uint8_t k[32], char key_id[23], const char *only_model)
 {
     assert_cf_ok(cf_key_generate(k, key_id));
-    cf_key_scope scope = {.count = 2};
-    snprintf(scope.models[0], sizeof scope.models[0], "%s", LLAMA_MODEL);
-    snprintf(scope.models[1], sizeof scope.models[1], "%s", FAKE_MODEL);
+    cf_key_scope scope = {.count = only_model ? 1 : 2};
+    snprintf(scope.models[0], sizeof scope.models[0], "%s", only_model ? only_model : LLAMA_MODEL);
+    if (only_model == NULL) {
+        snprintf(scope.models[1], sizeof scope.models[1], "%s", FAKE_MODEL);
+    }
     cf_buf body;
     cf_buf_init(&body, 0);
     uint8_t digest[32];
@@ -435,6 +438,11 @@ static void upload_key(env_t *e, uint32_t ttl, uint8_t k[32], char key_id[23])
     assert_cf_ok(cf_key_receipt_verify(&e->id, digest, key_id, cf_buf_slice(&r.body), &rc));
     resp_free(&r);
     cf_buf_free(&body);
+}
+
+static void upload_key(env_t *e, uint32_t ttl, uint8_t k[32], char key_id[23])
+{
+    upload_key_scoped(e, ttl, k, key_id, NULL);
 }
 
 static double metric(const target_t *t, const char *series)
@@ -1254,6 +1262,26 @@ static void test_model_policy(void **state)
     assert_int_equal(fake_request_count(e), before);
 }
 
+/* A key scoped to one model cannot be used for another model the worker
+ * serves: the decrypted request is refused (encrypted 403) and never reaches
+ * the backend. */
+static void test_key_scope_enforced(void **state)
+{
+    env_t *e = *state;
+    env_t narrow = *e; /* the same environment, another key (only k and key_id are used) */
+    upload_key_scoped(e, 600, narrow.k, narrow.key_id, LLAMA_MODEL);
+    size_t before = fake_request_count(e);
+    exchange_t x;
+    chat(&narrow, &e->wf, FAKE_MODEL, "scope", false, &x);
+    assert_null(x.plaintext_error);
+    assert_int_equal(x.status, 403);
+    assert_cf_ok(x.finish);
+    assert_non_null(strstr((const char *)x.plain.data, "model_not_in_scope"));
+    exchange_free(&x);
+    assert_int_equal(fake_request_count(e), before);
+    cf_wipe(narrow.k, sizeof narrow.k);
+}
+
 /* A reply that outlives its key's TTL still completes; afterwards the key is
  * gone (evicted and wiped) and requests under it fail with unknown_key. */
 static void test_key_expiry_mid_stream(void **state)
@@ -1673,6 +1701,7 @@ int main(void)
         cmocka_unit_test(test_unknown_key_fetched_once),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_model_policy),
+        cmocka_unit_test(test_key_scope_enforced),
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_key_expiry_mid_stream),
         cmocka_unit_test(test_overhead),
