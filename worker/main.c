@@ -200,12 +200,10 @@ static void on_shutdown_done(void *arg)
     worker_state *w = arg;
     CF_LOG_INFO("shutdown_complete");
     worker_join_stop(w);
-    /* The server reports done when every request is finished, which for a
-     * stream means its last bytes are queued, not yet sent: keep the loop
-     * running briefly so the final events reach the client (lib/net has no
-     * "output drained" notification). */
-    struct timeval drain = {0, 500 * 1000};
-    event_base_loopexit(w->base, &drain);
+    /* lib/net reports done only once the finished replies (a stream's final
+     * event included) were written to their sockets, so the loop can end now
+     * (http_server.h, cf_http_server_shutdown). */
+    event_base_loopexit(w->base, NULL);
 }
 
 static void on_signal(int signo, void *arg)
