@@ -386,6 +386,14 @@ static CF_RESULT on_key_event(void *ctx, const cf_sse_event *sse)
     w->join.stream_seq++;
     switch (ev.type) {
     case CF_KEY_EVENT_PUT:
+        if (ev.expires_at <= worker_now()) {
+            /* Already over by our clock (the AS sweeps once a second, and
+             * clocks differ): drop it like an expiry instead of failing the
+             * stream, which would reconnect into the same snapshot again. */
+            worker_keys_delete(w, ev.key_id);
+            CF_LOG_INFO("key_evicted", cf_kv_str("key_id", ev.key_id), cf_kv_str("reason", "expired_on_arrival"));
+            break;
+        }
         CF_GUARD_OUT(worker_keys_put(w, &ev, w->join.generation));
         CF_LOG_DEBUG("key_put", cf_kv_str("key_id", ev.key_id), cf_kv_int("expires_at", ev.expires_at));
         break;
