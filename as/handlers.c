@@ -348,7 +348,8 @@ static void handle_key_fetch(cf_http_request *req, void *arg)
         return;
     }
     as_key *k = as_key_find(as, key_id);
-    if (k == NULL) {
+    /* Expiry is swept once a second: never hand out a key already over. */
+    if (k == NULL || k->expires_at <= as_now()) {
         fail_with(req, CF_E_UNKNOWN_KEY, "no such key (deleted, expired or never uploaded)");
         return;
     }

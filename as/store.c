@@ -176,8 +176,10 @@ CF_RESULT as_worker_attach(as_state *as, cf_http_request *req, const cf_worker_t
     CF_LOG_INFO("worker_connected", cf_kv_str("worker", w->id_hex),
                 cf_kv_str("policy", as->manifest->workers[t->policy_index].name));
     uint64_t sent = 0;
+    int64_t now = as_now();
     for (size_t i = 0; i < as->key_count; i++) {
-        if (as_worker_may_have(as, &w->token, &as->keys[i]->scope)) {
+        /* Keys already over but not yet swept (1 s tick) are not sent. */
+        if (as->keys[i]->expires_at > now && as_worker_may_have(as, &w->token, &as->keys[i]->scope)) {
             send_put(as, w, as->keys[i]);
             sent++;
         }
