@@ -201,15 +201,32 @@ static void on_worker_attested(as_call_ctx *c, cf_http_error error)
         join_failed(w);
         goto out;
     }
+    /* The grant's JSON fields are not signed; the token is, by the AS key
+     * we verified. Check it names our attested HPKE key, and take worker
+     * id, expiry and policy only as the token states them, so a substituted
+     * answer (another worker's grant, a changed expiry or policy) is refused
+     * here instead of surfacing later as undecryptable key events. */
+    cf_worker_token signed_t;
+    cf_slice pk = cf_hpke_keypair_public(&w->join.kp);
+    if (!w->join.have_as_id || grant.token == NULL ||
+        cf_is_error(cf_worker_token_verify(w->join.as_id.signing_key, cf_slice_cstr(grant.token), worker_now(),
+                                           &signed_t)) ||
+        signed_t.hpke_public_key_len != pk.len || memcmp(signed_t.hpke_public_key, pk.ptr, pk.len) != 0 ||
+        memcmp(signed_t.worker_id, grant.worker_id, CF_WORKER_ID_LEN) != 0 ||
+        signed_t.expires_at != grant.expires_at) {
+        CF_LOG_WARN("join_failed", cf_kv_str("step", "worker_attest"), cf_kv_str("err", "unauthorized"),
+                    cf_kv_str("detail", "the token is not the AS's grant for our attested key"));
+        join_failed(w);
+        goto out;
+    }
     /* The AS enforces exactly the pinned manifest (checked when it was
-     * attested), so our policy is looked up in our own copy, which lives as
-     * long as the process. */
+     * attested), so the token's policy index is looked up in our own copy,
+     * which lives as long as the process. */
     const cf_manifest *m = w->manifest;
     const cf_manifest_worker *policy = NULL;
-    for (size_t i = 0; m != NULL && i < m->worker_count; i++) {
-        if (strcmp(m->workers[i].name, grant.policy) == 0) {
-            policy = &m->workers[i];
-        }
+    if (m != NULL && signed_t.policy_index < m->worker_count &&
+        strcmp(m->workers[signed_t.policy_index].name, grant.policy) == 0) {
+        policy = &m->workers[signed_t.policy_index];
     }
     if (policy == NULL) {
         CF_LOG_WARN("join_failed", cf_kv_str("step", "worker_attest"), cf_kv_str("err", "policy_violation"),
