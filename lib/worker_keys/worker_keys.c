@@ -28,7 +28,10 @@ void cf_worker_keys_free(cf_worker_keys *ks)
     cf_wipe(ks, sizeof *ks);
 }
 
-static bool id_eq(const char *a, const char *b) { return memcmp(a, b, CF_KEY_ID_LEN + 1) == 0; }
+/* Key IDs are public, so no constant-time compare. strncmp, not memcmp: a
+ * caller's ID may be a shorter string (a malformed ID from a request), and
+ * must not be read past its terminator. */
+static bool id_eq(const char *a, const char *b) { return strncmp(a, b, CF_KEY_ID_LEN + 1) == 0; }
 
 static size_t find_index(const cf_worker_keys *ks, const char *key_id)
 {

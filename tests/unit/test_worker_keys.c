@@ -228,13 +228,38 @@ static void test_negative_cache(void **state)
     cf_worker_keys_free(&ks);
 }
 
+/* Lookups with an ID shorter than a key ID (any string) find nothing and
+ * read nothing past its end (ASan checks the latter under SANITIZE=1). */
+static void test_short_ids(void **state)
+{
+    (void)state;
+    cf_worker_keys ks;
+    assert_cf_ok(cf_worker_keys_init(&ks, 2));
+    key_t_ a;
+    fresh(&a);
+    cf_key_scope sc = scope_one();
+    assert_cf_ok(cf_worker_keys_put(&ks, a.id, a.k, 1000, &sc, 1, 0, NULL));
+    cf_worker_keys_note_miss(&ks, a.id, 100);
+    static const char shorter[] = "x";
+    char prefix[8];
+    memcpy(prefix, a.id, sizeof prefix - 1);
+    prefix[sizeof prefix - 1] = '\0';
+    assert_null(cf_worker_keys_find(&ks, shorter, 0));
+    assert_null(cf_worker_keys_find(&ks, prefix, 0));
+    assert_false(cf_worker_keys_recent_miss(&ks, shorter, 0));
+    assert_false(cf_worker_keys_recent_miss(&ks, prefix, 0));
+    assert_false(cf_worker_keys_delete(&ks, prefix));
+    assert_non_null(cf_worker_keys_find(&ks, a.id, 0));
+    cf_worker_keys_free(&ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_find_expiry), cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_replace_same_id), cmocka_unit_test(test_eviction_order),
         cmocka_unit_test(test_generation_sweep), cmocka_unit_test(test_delete),
-        cmocka_unit_test(test_negative_cache),
+        cmocka_unit_test(test_negative_cache), cmocka_unit_test(test_short_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
