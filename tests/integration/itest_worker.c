@@ -1673,14 +1673,23 @@ static void test_no_plaintext_in_logs(void **state)
     char as_first[600];
     snprintf(as_first, sizeof as_first, "%s/as-first.log", g_tmp);
     const char *logs[] = {e->wl_log, e->wf_log, e->wt_log, e->ws_log, as_first, e->as_log};
+    /* Nor the inference secret, in either encoding a log could use. */
+    char k_b64[64], k_hex[2 * CF_INFERENCE_KEY_LEN + 1];
+    assert_cf_ok(cf_b64url_encode_str(cf_slice_make(e->k, sizeof e->k), k_b64, sizeof k_b64));
+    assert_cf_ok(cf_hex_encode_str(cf_slice_make(e->k, sizeof e->k), k_hex, sizeof k_hex));
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         char *text = read_text(logs[i]);
         assert_true(strlen(text) > 0);
         if (strstr(text, SECRET_PHRASE) != NULL || strstr(text, "tok1") != NULL) {
             fail_msg("plaintext in %s", logs[i]);
         }
+        if (strstr(text, k_b64) != NULL || strcasestr(text, k_hex) != NULL) {
+            fail_msg("inference secret in %s", logs[i]);
+        }
         free(text);
     }
+    cf_wipe(k_b64, sizeof k_b64);
+    cf_wipe(k_hex, sizeof k_hex);
     /* The backends did see the plaintext (so the grep above can fail). */
     char *req = read_text(e->fake_requests);
     assert_non_null(strstr(req, SECRET_PHRASE));
