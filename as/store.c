@@ -169,6 +169,15 @@ CF_RESULT as_worker_attach(as_state *as, cf_http_request *req, const cf_worker_t
         return CF_ERROR;
     }
     /* From here on the stream owns the request: never fail back to the caller. */
+    /* One stream per token: a worker holds one (a reconnect replaces its
+     * dead predecessor at once), and a token that leaked cannot be used to
+     * fill --max-workers and lock attested workers out. */
+    for (as_worker *o = as->workers; o != NULL; o = o->next) {
+        if (memcmp(o->token.worker_id, t->worker_id, CF_WORKER_ID_LEN) == 0 && !o->closing) {
+            CF_LOG_INFO("worker_stream_replaced", cf_kv_str("worker", o->id_hex));
+            o->closing = true;
+        }
+    }
     w->next = as->workers;
     as->workers = w;
     as->worker_count++;

@@ -933,6 +933,46 @@ static void test_token_expiry(void **state)
     worker_free(&w);
 }
 
+/* A token holds one key stream: a second stream with it replaces the
+ * first (which ends), so one token cannot occupy many --max-workers slots. */
+static void test_one_stream_per_token(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    worker_t w;
+    worker_join(e, &e->as, &w, NULL, TAMPER_NONE, &r);
+    assert_int_equal(r.status, 200);
+    cf_buf_free(&r.body);
+    stream_open(&e->as, w.grant.token, &w.s);
+    cf_key_event ev;
+    bool ended;
+    cf_key_event_type type;
+    do {
+        assert_true(worker_event(e, &w, 5000, &ev, &ended));
+        type = ev.type;
+        cf_key_event_wipe(&ev);
+    } while (type != CF_KEY_EVENT_READY);
+    double before = metric(&e->as, "confide_as_workers_connected");
+    stream_t s2;
+    stream_open(&e->as, w.grant.token, &s2);
+    char name[32];
+    cf_buf data;
+    cf_buf_init(&data, 0);
+    bool ready = false;
+    while (!ready && stream_next(&s2, 5000, name, &data, &ended)) {
+        ready = strcmp(name, "ready") == 0;
+    }
+    assert_true(ready);
+    while (worker_event(e, &w, 5000, &ev, &ended)) {
+        cf_key_event_wipe(&ev);
+    }
+    assert_true(ended); /* the first stream was ended by the AS */
+    assert_true(metric(&e->as, "confide_as_workers_connected") <= before); /* not one more */
+    cf_buf_free(&data);
+    stream_close(&s2);
+    worker_free(&w);
+}
+
 static void test_abuse_limits(void **state)
 {
     env_t *e = *state;
@@ -1142,6 +1182,7 @@ int main(void)
         cmocka_unit_test(test_upload_refusals_leave_no_state),
         cmocka_unit_test(test_delete_and_expiry_reach_streams),
         cmocka_unit_test(test_token_expiry),
+        cmocka_unit_test(test_one_stream_per_token),
         cmocka_unit_test(test_abuse_limits),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_refuses_bad_start),
