@@ -454,6 +454,19 @@ static cf_http_body_action on_stream_body(cf_http_call *call, cf_slice data, voi
     return CF_HTTP_BODY_CONTINUE;
 }
 
+/* The AS no longer accepts our token: stop using it and wipe it now (it is
+ * a bearer credential) instead of keeping it until the next grant. The rest
+ * of the grant (worker id, expiry) stays for the stream being torn down. */
+static void token_refused(worker_state *w)
+{
+    w->join.have_grant = false;
+    if (w->join.grant.token != NULL) {
+        cf_free_secret(w->join.grant.token, strlen(w->join.grant.token));
+        w->join.grant.token = NULL;
+    }
+    cf_metric_set(w->m.token_valid, 0);
+}
+
 static void on_stream_response(cf_http_call *call, long status, void *arg)
 {
     worker_state *w = arg;
@@ -461,8 +474,7 @@ static void on_stream_response(cf_http_call *call, long status, void *arg)
         CF_LOG_WARN("key_stream_refused", cf_kv_int("status", status));
         /* 401: the token is no longer accepted (AS restarted, expired). */
         if (status == 401 && w->join.call == NULL) {
-            w->join.have_grant = false;
-            cf_metric_set(w->m.token_valid, 0);
+            token_refused(w);
         }
         cf_http_call_cancel(call);
         w->join.stream = NULL;
@@ -612,8 +624,7 @@ static void on_key_fetched(as_call_ctx *c, cf_http_error error)
         if (error == CF_HTTP_OK && c->status == 401 && w->join.call == NULL) {
             /* Our token is no longer accepted (e.g. the AS restarted with
              * new keys): re-join now instead of waiting for the stream. */
-            w->join.have_grant = false;
-            cf_metric_set(w->m.token_valid, 0);
+            token_refused(w);
             evtimer_del(w->join.timer);
             schedule_join(w, 0);
         }
