@@ -222,6 +222,9 @@ typedef enum fault {
     F_FLIP_STREAM,      /* one ciphertext character in the second event changed */
     F_SLOW_STREAM,      /* first event, 400 ms pause, the rest */
     F_BIG_STREAM,       /* BIG_EVENTS events of ~2 KiB, sent as fast as the proxy takes them */
+    F_PLAIN_200_MARKED, /* an unencrypted 200 carrying both Confide-Version and Confide-Plaintext */
+    F_PLAIN_STREAM,     /* a plaintext SSE stream with a forged Confide-Version header */
+    F_STATUS_CHANGED,   /* an encrypted reply sealed for 200, sent with status 201 */
 } fault_t;
 
 #define BIG_EVENTS 8000 /* ~16 MiB: more than the proxy may queue without backpressure */
@@ -535,6 +538,20 @@ static void gw_encrypted(cf_http_request *req, void *arg)
         gw_respond(req, 200, "application/json", cf_slice_cstr(chat_reply), NULL);
         return;
     }
+    if (fault == F_PLAIN_200_MARKED) {
+        static const cf_http_header h[] = {
+            {CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_PLAINTEXT, "1"}, {NULL, NULL}};
+        gw_respond(req, 200, "application/json", cf_slice_cstr(chat_reply), h);
+        return;
+    }
+    if (fault == F_PLAIN_STREAM) {
+        static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {NULL, NULL}};
+        gw_respond(req, 200, "text/event-stream",
+                   cf_slice_cstr("data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"" REPLY
+                                 "\"}}]}\n\ndata: [DONE]\n\n"),
+                   h);
+        return;
+    }
     if (fault == F_PLAINTEXT_500) {
         static const cf_http_header h[] = {
             {CF_PROTO_HDR_PLAINTEXT, "1"}, {CF_PROTO_HDR_ERROR, "server_error"}, {NULL, NULL}};
@@ -571,7 +588,7 @@ static void gw_encrypted(cf_http_request *req, void *arg)
             flip_ciphertext(&enc, 0);
         }
         static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
-        gw_respond(req, 200, "application/json", cf_buf_slice(&enc), h);
+        gw_respond(req, fault == F_STATUS_CHANGED ? 201 : 200, "application/json", cf_buf_slice(&enc), h);
     }
     cf_proto_session_free(session);
     cf_buf_free(&plain);
@@ -1218,6 +1235,34 @@ static void test_plaintext_2xx_refused(void **state)
     expect_error(&r, 502, "bad_ciphertext");
     assert_false(body_has(&r, REPLY));
     cf_buf_free(&r.body);
+}
+
+/* Every way of passing plaintext or a rewritten status off as a 2xx reply is
+ * refused before a byte reaches the app (DESIGN §4.6; docs/protocol.md
+ * §Errors: a 2xx with Confide-Plaintext, or whose body does not decrypt). */
+static void test_plaintext_2xx_variants_refused(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    gw_set_fault(&e->gw, F_PLAIN_200_MARKED);
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 502, "bad_ciphertext");
+    assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+
+    gw_set_fault(&e->gw, F_PLAIN_STREAM);
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    expect_error(&r, 502, "plaintext_field");
+    assert_false(body_has(&r, REPLY));
+    assert_false(body_has(&r, "[DONE]"));
+    cf_buf_free(&r.body);
+
+    gw_set_fault(&e->gw, F_STATUS_CHANGED);
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 502, "auth_failed");
+    assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+    gw_set_fault(&e->gw, F_NONE);
 }
 
 static void test_plaintext_error_marked(void **state)
@@ -1908,6 +1953,7 @@ int main(void)
         cmocka_unit_test(test_stream_flipped_byte),
         cmocka_unit_test(test_flipped_byte_json),
         cmocka_unit_test(test_plaintext_2xx_refused),
+        cmocka_unit_test(test_plaintext_2xx_variants_refused),
         cmocka_unit_test(test_plaintext_error_marked),
         cmocka_unit_test(test_unknown_key_reupload_retry),
         cmocka_unit_test(test_unknown_endpoints_and_bad_bodies),
