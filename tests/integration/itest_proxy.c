@@ -225,6 +225,8 @@ typedef enum fault {
     F_PLAIN_200_MARKED, /* an unencrypted 200 carrying both Confide-Version and Confide-Plaintext */
     F_PLAIN_STREAM,     /* a plaintext SSE stream with a forged Confide-Version header */
     F_STATUS_CHANGED,   /* an encrypted reply sealed for 200, sent with status 201 */
+    F_CUT_AFTER_DONE,   /* the whole stream, then the connection closes short of its Content-Length */
+    F_CUT_BEFORE_FINAL, /* the stream without its final event, then the same short close */
 } fault_t;
 
 #define BIG_EVENTS 8000 /* ~16 MiB: more than the proxy may queue without backpressure */
@@ -487,6 +489,21 @@ static void gw_stream(gateway_t *g, cf_http_request *req, cf_proto_session *sess
         assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", h, &bcbs, b));
         big_pump(req, b);
         cf_buf_free(&plain);
+        return;
+    }
+    if (fault == F_CUT_AFTER_DONE || fault == F_CUT_BEFORE_FINAL) {
+        /* A transport error at the very end: the declared length is never
+         * reached and the connection closes. */
+        if (fault == F_CUT_BEFORE_FINAL) {
+            drop_final_event(&enc);
+        }
+        char len[32];
+        snprintf(len, sizeof len, "%zu", enc.len + 64);
+        const cf_http_header hc[] = {{CF_PROTO_HDR_VERSION, "1"}, {"Content-Length", len}, {"Connection", "close"},
+                                     {NULL, NULL}};
+        gw_respond(req, 200, "text/event-stream", cf_buf_slice(&enc), hc);
+        cf_buf_free(&plain);
+        cf_buf_free(&enc);
         return;
     }
     const cf_http_stream_callbacks cbs = {.on_close = slow_close};
@@ -1265,6 +1282,31 @@ static void test_plaintext_2xx_variants_refused(void **state)
     gw_set_fault(&e->gw, F_NONE);
 }
 
+/* A transport error after the final event and the [DONE] it announced cuts
+ * nothing: the app gets the whole reply and no error event. Before the final
+ * event it is a truncation, reported as an error event. */
+static void test_stream_cut_after_or_before_final(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    gw_set_fault(&e->gw, F_CUT_AFTER_DONE);
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, REPLY));
+    assert_true(body_has(&r, "data: [DONE]"));
+    assert_false(body_has(&r, "\"error\""));
+    cf_buf_free(&r.body);
+
+    gw_set_fault(&e->gw, F_CUT_BEFORE_FINAL);
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, REPLY));
+    assert_false(body_has(&r, "data: [DONE]"));
+    assert_true(body_has(&r, "\"code\":\"truncated\""));
+    cf_buf_free(&r.body);
+}
+
 static void test_plaintext_error_marked(void **state)
 {
     env_t *e = *state;
@@ -1954,6 +1996,7 @@ int main(void)
         cmocka_unit_test(test_flipped_byte_json),
         cmocka_unit_test(test_plaintext_2xx_refused),
         cmocka_unit_test(test_plaintext_2xx_variants_refused),
+        cmocka_unit_test(test_stream_cut_after_or_before_final),
         cmocka_unit_test(test_plaintext_error_marked),
         cmocka_unit_test(test_unknown_key_reupload_retry),
         cmocka_unit_test(test_unknown_endpoints_and_bad_bodies),
