@@ -203,9 +203,15 @@ static CF_RESULT check_url(const px_state *px, const char *flag, const char *url
         CF_BAIL_FMT(CF_E_CONFIG,
                     "%s: plain http:// needs --allow-plain-http (the %s would see the API key and "
                     "metadata in clear)",
-                    flag, strcmp(flag, "--as") == 0 ? "network" : "network");
+                    flag, "network");
     }
     CF_ENSURE_MSG(strpbrk(url, "?#\r\n ") == NULL, CF_E_CONFIG, "URLs must not contain a query, fragment or spaces");
+    /* Credentials in the URL (user:pass@host) would be logged with it at
+     * start; the provider key belongs in --api-key, which is never logged. */
+    const char *authority = url + (https ? 8 : 7);
+    size_t authority_len = strcspn(authority, "/");
+    CF_ENSURE_MSG(memchr(authority, '@', authority_len) == NULL, CF_E_CONFIG,
+                  "URLs must not carry credentials (user:pass@); pass the provider key with --api-key");
     return CF_OK;
 }
 

@@ -120,6 +120,19 @@ cf_http_body_action px_relay_body(px_request *r, cf_slice data)
 void px_relay_done(px_request *r, cf_http_error err)
 {
     px_state *px = r->px;
+    /* A transport error after the final event (and the [DONE] it announced)
+     * authenticated cuts nothing: the reply is provably complete, so it ends
+     * like a clean one instead of with a false "truncated" error event after
+     * [DONE]. open_finish decides that from authenticated state only. */
+    bool finished = false;
+    if (err != CF_HTTP_OK && cf_proto_stream_complete(r->session)) {
+        if (cf_is_ok(cf_proto_stream_open_finish(r->session))) {
+            CF_LOG_DEBUG("stream_closed_after_final", cf_kv_id("req", cf_http_request_id(r->req)),
+                         cf_kv_str("error", cf_http_error_name(err)));
+            err = CF_HTTP_OK;
+            finished = true;
+        }
+    }
     if (err != CF_HTTP_OK) {
         char msg[300];
         snprintf(msg, sizeof msg,
@@ -130,7 +143,7 @@ void px_relay_done(px_request *r, cf_http_error err)
         stream_fail(r, err == CF_HTTP_ERR_TIMEOUT ? 504 : 502, "truncated", msg, PX_UPSTREAM_FAILED);
         return;
     }
-    if (cf_is_error(cf_proto_stream_open_finish(r->session))) {
+    if (!finished && cf_is_error(cf_proto_stream_open_finish(r->session))) {
         cf_error_code code = cf_error_code_last();
         char msg[400];
         snprintf(msg, sizeof msg, "confide-proxy: the stream is truncated: %s (%s); the reply is incomplete",

@@ -1004,8 +1004,15 @@ CF_RESULT cf_proto_stream_begin(cf_proto_session *s, int status)
 {
     CF_ENSURE_REF(s);
     CF_GUARD(check_status(status));
-    if (s->state == ST_STREAM && s->status == status) {
-        return CF_OK; /* idempotent */
+    /* Idempotent for the same status, also after [DONE] or the final event:
+     * an embedding app calls this before every chunk (client.h), and
+     * keep-alive comments may follow [DONE]. */
+    if ((s->state == ST_STREAM || s->state == ST_STREAM_DONE) && s->status == status) {
+        return CF_OK;
+    }
+    /* A dead session reports why it died, not a misuse (client.h rules). */
+    if (s->state == ST_DEAD && !s->seal_side) {
+        CF_BAIL_MSG(s->dead_code != CF_E_OK ? s->dead_code : CF_E_INTERNAL, "the reply failed earlier");
     }
     CF_ENSURE_MSG(s->state == ST_READY, CF_E_INVALID_ARGUMENT, "session cannot begin a stream now");
     s->status = status;
@@ -1215,6 +1222,9 @@ CF_RESULT cf_proto_stream_open_feed(cf_proto_session *s, cf_slice chunk, cf_buf 
     CF_ENSURE_REF(s);
     CF_ENSURE_REF(out);
     CF_ENSURE_MSG(!s->seal_side, CF_E_INVALID_ARGUMENT, "not a client session");
+    if (s->state == ST_DEAD) {
+        CF_BAIL_MSG(s->dead_code != CF_E_OK ? s->dead_code : CF_E_INTERNAL, "the reply failed earlier");
+    }
     if (cf_is_error(feed(s, chunk, out, open_parsed_event))) {
         /* Events already authenticated in this chunk stay released (each was
          * complete and authentic); the session is dead. */

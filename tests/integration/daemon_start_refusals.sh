@@ -44,6 +44,11 @@ for d in confide-worker confide-as confide-proxy; do
 done
 
 # The confide tool reports failures the same way.
+# Credentials in a URL would be logged with it: refused, never logged.
+zeros=0000000000000000000000000000000000000000000000000000000000000000
+expect 2 "^confide-proxy: bad_config: URLs must not carry credentials" -- \
+    confide-proxy --manifest-sha256 $zeros --as https://as.example --upstream https://user:secret@gw.example/v1
+
 expect 1 "^confide: io_error: $tmp/none.json: cannot open manifest" -- confide manifest hash "$tmp/none.json"
 
 echo "daemon start refusals: $((checks - fails))/$checks checks pass"

@@ -222,6 +222,11 @@ typedef enum fault {
     F_FLIP_STREAM,      /* one ciphertext character in the second event changed */
     F_SLOW_STREAM,      /* first event, 400 ms pause, the rest */
     F_BIG_STREAM,       /* BIG_EVENTS events of ~2 KiB, sent as fast as the proxy takes them */
+    F_PLAIN_200_MARKED, /* an unencrypted 200 carrying both Confide-Version and Confide-Plaintext */
+    F_PLAIN_STREAM,     /* a plaintext SSE stream with a forged Confide-Version header */
+    F_STATUS_CHANGED,   /* an encrypted reply sealed for 200, sent with status 201 */
+    F_CUT_AFTER_DONE,   /* the whole stream, then the connection closes short of its Content-Length */
+    F_CUT_BEFORE_FINAL, /* the stream without its final event, then the same short close */
 } fault_t;
 
 #define BIG_EVENTS 8000 /* ~16 MiB: more than the proxy may queue without backpressure */
@@ -486,6 +491,21 @@ static void gw_stream(gateway_t *g, cf_http_request *req, cf_proto_session *sess
         cf_buf_free(&plain);
         return;
     }
+    if (fault == F_CUT_AFTER_DONE || fault == F_CUT_BEFORE_FINAL) {
+        /* A transport error at the very end: the declared length is never
+         * reached and the connection closes. */
+        if (fault == F_CUT_BEFORE_FINAL) {
+            drop_final_event(&enc);
+        }
+        char len[32];
+        snprintf(len, sizeof len, "%zu", enc.len + 64);
+        const cf_http_header hc[] = {{CF_PROTO_HDR_VERSION, "1"}, {"Content-Length", len}, {"Connection", "close"},
+                                     {NULL, NULL}};
+        gw_respond(req, 200, "text/event-stream", cf_buf_slice(&enc), hc);
+        cf_buf_free(&plain);
+        cf_buf_free(&enc);
+        return;
+    }
     const cf_http_stream_callbacks cbs = {.on_close = slow_close};
     assert_cf_ok(cf_http_stream_start(req, 200, "text/event-stream", h, &cbs, NULL));
     if (fault == F_SLOW_STREAM) {
@@ -535,6 +555,20 @@ static void gw_encrypted(cf_http_request *req, void *arg)
         gw_respond(req, 200, "application/json", cf_slice_cstr(chat_reply), NULL);
         return;
     }
+    if (fault == F_PLAIN_200_MARKED) {
+        static const cf_http_header h[] = {
+            {CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_PLAINTEXT, "1"}, {NULL, NULL}};
+        gw_respond(req, 200, "application/json", cf_slice_cstr(chat_reply), h);
+        return;
+    }
+    if (fault == F_PLAIN_STREAM) {
+        static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {NULL, NULL}};
+        gw_respond(req, 200, "text/event-stream",
+                   cf_slice_cstr("data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"" REPLY
+                                 "\"}}]}\n\ndata: [DONE]\n\n"),
+                   h);
+        return;
+    }
     if (fault == F_PLAINTEXT_500) {
         static const cf_http_header h[] = {
             {CF_PROTO_HDR_PLAINTEXT, "1"}, {CF_PROTO_HDR_ERROR, "server_error"}, {NULL, NULL}};
@@ -571,7 +605,7 @@ static void gw_encrypted(cf_http_request *req, void *arg)
             flip_ciphertext(&enc, 0);
         }
         static const cf_http_header h[] = {{CF_PROTO_HDR_VERSION, "1"}, {CF_PROTO_HDR_VERSIONS, "1"}, {NULL, NULL}};
-        gw_respond(req, 200, "application/json", cf_buf_slice(&enc), h);
+        gw_respond(req, fault == F_STATUS_CHANGED ? 201 : 200, "application/json", cf_buf_slice(&enc), h);
     }
     cf_proto_session_free(session);
     cf_buf_free(&plain);
@@ -1217,6 +1251,59 @@ static void test_plaintext_2xx_refused(void **state)
     gw_set_fault(&e->gw, F_NONE);
     expect_error(&r, 502, "bad_ciphertext");
     assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+}
+
+/* Every way of passing plaintext or a rewritten status off as a 2xx reply is
+ * refused before a byte reaches the app (DESIGN §4.6; docs/protocol.md
+ * §Errors: a 2xx with Confide-Plaintext, or whose body does not decrypt). */
+static void test_plaintext_2xx_variants_refused(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    gw_set_fault(&e->gw, F_PLAIN_200_MARKED);
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 502, "bad_ciphertext");
+    assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+
+    gw_set_fault(&e->gw, F_PLAIN_STREAM);
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    expect_error(&r, 502, "plaintext_field");
+    assert_false(body_has(&r, REPLY));
+    assert_false(body_has(&r, "[DONE]"));
+    cf_buf_free(&r.body);
+
+    gw_set_fault(&e->gw, F_STATUS_CHANGED);
+    http(e->proxy.port, "POST", "/v1/chat/completions", chat_body, NULL, &r);
+    expect_error(&r, 502, "auth_failed");
+    assert_false(body_has(&r, REPLY));
+    cf_buf_free(&r.body);
+    gw_set_fault(&e->gw, F_NONE);
+}
+
+/* A transport error after the final event and the [DONE] it announced cuts
+ * nothing: the app gets the whole reply and no error event. Before the final
+ * event it is a truncation, reported as an error event. */
+static void test_stream_cut_after_or_before_final(void **state)
+{
+    env_t *e = *state;
+    resp_t r;
+    gw_set_fault(&e->gw, F_CUT_AFTER_DONE);
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, REPLY));
+    assert_true(body_has(&r, "data: [DONE]"));
+    assert_false(body_has(&r, "\"error\""));
+    cf_buf_free(&r.body);
+
+    gw_set_fault(&e->gw, F_CUT_BEFORE_FINAL);
+    http(e->proxy.port, "POST", "/v1/chat/completions", stream_body, NULL, &r);
+    gw_set_fault(&e->gw, F_NONE);
+    assert_int_equal(r.status, 200);
+    assert_true(body_has(&r, REPLY));
+    assert_false(body_has(&r, "data: [DONE]"));
+    assert_true(body_has(&r, "\"code\":\"truncated\""));
     cf_buf_free(&r.body);
 }
 
@@ -1908,6 +1995,8 @@ int main(void)
         cmocka_unit_test(test_stream_flipped_byte),
         cmocka_unit_test(test_flipped_byte_json),
         cmocka_unit_test(test_plaintext_2xx_refused),
+        cmocka_unit_test(test_plaintext_2xx_variants_refused),
+        cmocka_unit_test(test_stream_cut_after_or_before_final),
         cmocka_unit_test(test_plaintext_error_marked),
         cmocka_unit_test(test_unknown_key_reupload_retry),
         cmocka_unit_test(test_unknown_endpoints_and_bad_bodies),

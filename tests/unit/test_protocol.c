@@ -655,8 +655,9 @@ static void test_stream_truncation_and_errors(void **state)
     assert_cf_error(open_stream(p.cs, cf_buf_slice(&enc), 0, &dec), CF_E_TRUNCATED);
     /* What was released is the authenticated first event. */
     assert_string_equal(cstr(&dec), "data: {\"x\":1}\n\n");
-    /* A dead call stays dead. */
-    assert_cf_error(cf_proto_stream_open_feed(p.cs, cf_slice_cstr("\n"), &dec), CF_E_INVALID_ARGUMENT);
+    /* A dead call stays dead and keeps reporting why (client.h rules). */
+    assert_cf_error(cf_proto_stream_open_feed(p.cs, cf_slice_cstr("\n"), &dec), CF_E_TRUNCATED);
+    assert_cf_error(cf_proto_stream_begin(p.cs, 200), CF_E_TRUNCATED);
 
     /* The backend sends a non-JSON event: the worker seals an error event
      * instead and no final event; the client gets the error, then truncated. */
@@ -762,6 +763,9 @@ static void test_client_api(void **state)
     for (size_t i = 0; i < sse.len; i++) {
         assert_cf_ok(cf_client_open_stream(call, 200, cf_slice_make(sse.data + i, 1), &out));
     }
+    /* A keep-alive comment after [DONE] carries nothing and is accepted
+     * (docs/protocol.md §Streaming: decoders ignore comments). */
+    assert_cf_ok(cf_client_open_stream(call, 200, cf_slice_cstr(": keepalive\n\n"), &out));
     assert_cf_ok(cf_client_finish(call));
     assert_string_equal(cstr(&out), "data: {\"a\":1}\n\ndata: [DONE]\n\n");
     cf_client_call_free(call);
