@@ -29,7 +29,10 @@ static CF_RESULT parse_object(cf_slice body, json_t **out)
     json_error_t jerr;
     json_t *j = json_loadb((const char *)body.ptr, body.len, JSON_REJECT_DUPLICATES, &jerr);
     if (j == NULL) {
-        CF_BAIL_FMT(CF_E_MALFORMED, "invalid JSON at column %d: %.60s", jerr.column, jerr.text);
+        /* Not jerr.text: jansson quotes the input near the error ("near
+         * '...'"), which may be part of a token or key, and details reach logs. */
+        CF_BAIL_FMT(CF_E_MALFORMED, "invalid JSON at line %d column %d (jansson error %d)", jerr.line, jerr.column,
+                    (int)json_error_code(&jerr));
     }
     if (!json_is_object(j)) {
         json_decref(j);
