@@ -223,16 +223,9 @@ static void teardown(as_state *as)
 int main(int argc, char **argv)
 {
     cf_log_init("confide-as", CF_LOG_INFO);
-    cf_flags_outcome outcome;
-    if (cf_is_error(cf_flags_parse(&flag_set, argc, argv, stdout, &outcome))) {
-        char buf[512];
-        fprintf(stderr, "confide-as: %s\n(see confide-as --help)\n", cf_error_describe_user(buf, sizeof buf));
-        cf_flags_free(&flag_set);
-        return 2;
-    }
-    if (outcome == CF_FLAGS_HELP) {
-        cf_flags_free(&flag_set);
-        return 0;
+    int exit_code;
+    if (!cf_flags_parse_or_exit(&flag_set, "confide-as", argc, argv, &exit_code)) {
+        return exit_code;
     }
     as_state *as = &g_as;
     int rc = 0;

@@ -330,16 +330,9 @@ static void teardown(worker_state *w)
 int main(int argc, char **argv)
 {
     cf_log_init("confide-worker", CF_LOG_INFO);
-    cf_flags_outcome outcome;
-    if (cf_is_error(cf_flags_parse(&flag_set, argc, argv, stdout, &outcome))) {
-        char buf[512];
-        fprintf(stderr, "confide-worker: %s\n(see confide-worker --help)\n", cf_error_describe_user(buf, sizeof buf));
-        cf_flags_free(&flag_set);
-        return 2;
-    }
-    if (outcome == CF_FLAGS_HELP) {
-        cf_flags_free(&flag_set);
-        return 0;
+    int exit_code;
+    if (!cf_flags_parse_or_exit(&flag_set, "confide-worker", argc, argv, &exit_code)) {
+        return exit_code;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     worker_state *w = &g_worker;

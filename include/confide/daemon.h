@@ -71,6 +71,11 @@ typedef enum cf_flags_outcome {
  * detail naming the flag; the caller prints it and exits 2. */
 CF_RESULT cf_flags_parse(cf_flag_set *set, int argc, char **argv, FILE *help_out, cf_flags_outcome *outcome);
 void cf_flags_print_help(const cf_flag_set *set, FILE *out);
+/* The daemons' prologue: parse; on a bad flag print
+ * "<program>: <code>: <detail>" and a --help hint on stderr. Returns true
+ * when the daemon should run; otherwise the flags are freed and *exit_code
+ * is the process status (0 after --help, 2 after a usage error). */
+bool cf_flags_parse_or_exit(cf_flag_set *set, const char *program, int argc, char **argv, int *exit_code);
 /* Free (and wipe secret) strings stored by cf_flags_parse. */
 void cf_flags_free(cf_flag_set *set);
 

@@ -631,3 +631,21 @@ bool cf_rate_limiter_allow(cf_rate_limiter *rl, const char *peer, uint64_t now_m
     }
     return false;
 }
+
+bool cf_flags_parse_or_exit(cf_flag_set *set, const char *program, int argc, char **argv, int *exit_code)
+{
+    cf_flags_outcome outcome;
+    if (cf_is_error(cf_flags_parse(set, argc, argv, stdout, &outcome))) {
+        char buf[512];
+        fprintf(stderr, "%s: %s\n(see %s --help)\n", program, cf_error_describe_user(buf, sizeof buf), program);
+        cf_flags_free(set);
+        *exit_code = 2;
+        return false;
+    }
+    if (outcome == CF_FLAGS_HELP) {
+        cf_flags_free(set);
+        *exit_code = 0;
+        return false;
+    }
+    return true;
+}
